@@ -1,0 +1,107 @@
+"""Backbones from keras.applications, the classifier head, and the fine-tuning unfreeze."""
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+
+
+@dataclass(frozen=True)
+class Backbone:
+    constructor: Callable
+    preprocess: Callable   # the backbone's own preprocess_input
+    weights_file: str      # the no-top ImageNet file Keras looks for in $KERAS_HOME/models
+
+
+BACKBONES = {
+    "mobilenet_v2": Backbone(
+        keras.applications.MobileNetV2, keras.applications.mobilenet_v2.preprocess_input,
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"),
+    "mobilenet": Backbone(
+        keras.applications.MobileNet, keras.applications.mobilenet.preprocess_input,
+        "mobilenet_1_0_{size}_tf_no_top.h5"),
+    "efficientnet_b0": Backbone(
+        keras.applications.EfficientNetB0, keras.applications.efficientnet.preprocess_input,
+        "efficientnetb0_notop.h5"),
+}
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights are neither in the Keras cache nor downloadable."""
+
+
+def keras_cache_dir():
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+
+
+def backbone_spec(name):
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_base(name, image_size, weights):
+    """The headless backbone; ImageNet weights come from the Keras cache or a download."""
+    spec = backbone_spec(name)
+    try:
+        return spec.constructor(input_shape=(image_size, image_size, 3),
+                                include_top=False, weights=weights)
+    except Exception as error:  # Keras raises a bare Exception when the download fails
+        if weights != "imagenet" or "fetch failure" not in str(error):
+            raise
+        path = os.path.join(keras_cache_dir(), "models", spec.weights_file.format(size=image_size))
+        raise WeightsUnavailable(
+            f"ImageNet weights for {name} are not in the Keras cache and could not be "
+            f"downloaded: expected {path}. Download them once on a machine with internet "
+            f"(see README, 'Backbones') and copy the file there, or set KERAS_HOME to a "
+            f"cache that holds it. ({error})") from error
+
+
+def build_classifier(name, image_size, weights, dropout, seed):
+    """Frozen base + GlobalAveragePooling -> Dropout -> Dense(1, sigmoid)."""
+    base = build_base(name, image_size, weights)
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    # training=False keeps BatchNorm in inference mode while the base is frozen.
+    features = base(inputs, training=False)
+    features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    if dropout:
+        features = keras.layers.Dropout(dropout, seed=seed, name="dropout")(features)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="cat_or_dog")(features)
+    return keras.Model(inputs, outputs, name=f"{name}_classifier")
+
+
+def find_base(model):
+    bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(bases) != 1:
+        raise ValueError(f"{model.name}: expected one nested backbone, found {len(bases)}")
+    return bases[0]
+
+
+def unfreeze_top(base, count):
+    """Make the last `count` layers of the base trainable, every BatchNorm frozen.
+
+    Keras 3 runs a trainable BatchNorm with batch statistics during fit even when the
+    base was called with training=False (keras-team/keras#20285); trainable=False on
+    each BatchNorm layer is what keeps it in inference mode.
+    """
+    if not 1 <= count <= len(base.layers):
+        raise ValueError(f"unfreeze_last must be in [1, {len(base.layers)}] for {base.name}, "
+                         f"got {count}")
+    base.trainable = True
+    for layer in base.layers[:-count]:
+        layer.trainable = False
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def count_params(model):
+    trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
+    total = sum(int(keras.ops.size(w)) for w in model.weights)
+    return {"params_total": total, "params_trainable": trainable}
+
+
+def compile_binary(model, learning_rate):
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="binary_crossentropy", metrics=["accuracy"])

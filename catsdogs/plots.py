@@ -1,0 +1,96 @@
+"""Matplotlib figures for the reports: learning curves, ROC, confusion matrix, mistakes."""
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+
+def read_history(live_dir):
+    """A dvclive folder's per-epoch train/val accuracy and loss, one row per epoch."""
+    columns = {}
+    for name in ("accuracy", "val_accuracy", "loss", "val_loss"):
+        tsv = pd.read_csv(f"{live_dir}/plots/metrics/{name}.tsv", sep="\t")
+        columns[name] = tsv[name].to_numpy()
+    return pd.DataFrame(columns)
+
+
+def learning_curves(path, head, finetune, baseline, val_min, train_max):
+    """The recipe's two phases end to end beside the baseline, with the targets drawn in."""
+    recipe = pd.concat([head, finetune], ignore_index=True)
+    recipe_epochs = np.arange(1, len(recipe) + 1)
+    baseline_epochs = np.arange(1, len(baseline) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        ax.plot(recipe_epochs, recipe[metric], "-o", ms=3, color="tab:blue", label="recipe, train")
+        ax.plot(recipe_epochs, recipe[f"val_{metric}"], "-o", ms=3, color="tab:orange",
+                label="recipe, val")
+        ax.plot(baseline_epochs, baseline[metric], "--", color="tab:blue", alpha=0.5,
+                label="baseline (all trainable), train")
+        ax.plot(baseline_epochs, baseline[f"val_{metric}"], "--", color="tab:orange", alpha=0.5,
+                label="baseline, val")
+        ax.axvline(len(head) + 0.5, color="grey", lw=1)
+        ax.text(len(head) + 0.7, ax.get_ylim()[1], "fine-tuning", va="top", color="grey")
+        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(val_min, color="tab:orange", lw=0.8, ls=":", label=f"val target > {val_min}")
+    axes[0].axhline(train_max, color="tab:blue", lw=0.8, ls=":", label=f"train cap < {train_max}")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def roc(path, curves):
+    """curves: {label: (true labels, probabilities, auc)}."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for label, (labels, probabilities, auc) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, probabilities)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test set")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion(path, matrices, class_names):
+    """matrices: {title: 2x2 counts [[tn, fp], [fn, tp]]}, side by side."""
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 4.2), squeeze=False)
+    for ax, (title, counts) in zip(axes[0], matrices.items()):
+        counts = np.asarray(counts)
+        ax.imshow(counts, cmap="Blues")
+        for (row, col), n in np.ndenumerate(counts):
+            ax.text(col, row, str(n), ha="center", va="center", fontsize=14,
+                    color="white" if n > counts.max() / 2 else "black")
+        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=class_names, yticklabels=class_names,
+               xlabel="predicted", ylabel="actual", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def misclassified_grid(path, mistakes, class_names, columns=4):
+    """mistakes: rows with path, label, probability (of class 1)."""
+    rows = max(1, int(np.ceil(len(mistakes) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (_, mistake) in zip(axes.ravel(), mistakes.iterrows()):
+        with Image.open(mistake["path"]) as image:
+            ax.imshow(image.convert("RGB"))
+        truth = class_names[int(mistake["label"])]
+        p_dog = mistake["probability"]
+        ax.set_title(f"{truth}, p({class_names[1]})={p_dog:.2f}\n{mistake['path'].split('/')[-1]}",
+                     fontsize=8)
+    if mistakes.empty:
+        axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center")
+    fig.suptitle("Misclassified test images (most confident first)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,54 @@
+"""Stage compare_report: one table and one figure over every compare@<backbone> run."""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from catsdogs import params as P  # noqa: E402
+
+RUNS_DIR = Path("reports/compare/runs")
+OUT = Path("reports/compare")
+COLUMNS = [("backbone", "backbone", "{}"), ("val_accuracy", "val acc", "{:.3f}"),
+           ("test_accuracy", "test acc", "{:.3f}"), ("train_accuracy", "train acc (last epoch)", "{:.3f}"),
+           ("params_total", "params", "{:,}"), ("params_trainable_finetune", "trainable (fine-tune)", "{:,}"),
+           ("head_seconds", "head s", "{:.0f}"), ("finetune_seconds", "fine-tune s", "{:.0f}"),
+           ("head_train_images_per_second", "head img/s", "{:.0f}"),
+           ("finetune_train_images_per_second", "fine-tune img/s", "{:.0f}"),
+           ("predict_images_per_second", "predict img/s", "{:.0f}")]
+
+
+def main():
+    backbones = P.get(P.load(), "compare.backbones", list)
+    results = [json.loads((RUNS_DIR / name / "metrics.json").read_text()) for name in backbones]
+
+    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "|" + " --- |" * len(COLUMNS)]
+    for result in results:
+        lines.append("| " + " | ".join(fmt.format(result[key]) for key, _, fmt in COLUMNS) + " |")
+    lines += ["", "Seconds include per-epoch validation; img/s counts training images. Each backbone "
+              "ran in its own process, one after the other: compare speeds as ratios."]
+    (OUT / "compare.md").write_text("\n".join(lines) + "\n")
+    (OUT / "metrics.json").write_text(json.dumps({r["backbone"]: r for r in results}, indent=2) + "\n")
+
+    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    names = [r["backbone"] for r in results]
+    positions = range(len(names))
+    acc_ax.bar([p - 0.2 for p in positions], [r["val_accuracy"] for r in results], 0.4, label="val")
+    acc_ax.bar([p + 0.2 for p in positions], [r["test_accuracy"] for r in results], 0.4, label="test")
+    acc_ax.set(xticks=list(positions), xticklabels=names, ylim=(0.5, 1.0), title="accuracy")
+    acc_ax.legend()
+    time_ax.bar(names, [r["head_seconds"] for r in results], label="frozen head")
+    time_ax.bar(names, [r["finetune_seconds"] for r in results],
+                bottom=[r["head_seconds"] for r in results], label="fine-tuning")
+    time_ax.set(ylabel="seconds", title="training wall time")
+    time_ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / "compare.png", dpi=110)
+    print((OUT / "compare.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Fixtures: tiny, learnable image folders made on the fly, and a copy of the project."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["catsdogs", "stages", "dvc.yaml", "params.yaml"]
+# Cats are reddish, dogs bluish: a signal even a randomly initialised network can pick up.
+CLASS_TINT = {"cats": (200, 60, 60), "dogs": (60, 60, 200)}
+
+
+def write_image(path, tint, rng, size=(48, 40), fmt="JPEG"):
+    noise = rng.integers(-50, 50, size=(size[1], size[0], 3))
+    pixels = np.clip(np.array(tint) + noise, 0, 255).astype("uint8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=fmt)
+
+
+def make_dataset(root, per_class={"train": 12, "validation": 6}, seed=0):
+    """root/<split>/<class>/<class>.<i>.jpg, the layout of cats_and_dogs_filtered."""
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for class_name, tint in CLASS_TINT.items():
+            for i in range(count):
+                write_image(root / split / class_name / f"{class_name[:-1]}.{i}.jpg", tint, rng)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    return make_dataset(tmp_path / "tiny_dataset")
+
+
+def tiny_params(dataset):
+    """The committed params, shrunk: tiny data, random weights, 32 px, one epoch per phase."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["fetch"]["source"] = str(dataset)
+    params["validate"]["min_images_per_class"] = 3
+    params["model"].update(weights=None, image_size=32)
+    params["train"]["batch_size"] = 8
+    for stage in ("baseline", "train_head", "finetune"):
+        params[stage]["epochs"] = 1
+    params["evaluate"]["misclassified_shown"] = 4
+    return params
+
+
+@pytest.fixture
+def project(tmp_path, tiny_dataset):
+    """A copy of the project in a fresh git + DVC repo, with tiny params."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_dataset), sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.email", "tests@example.com"], repo)
+    run(["git", "config", "user.name", "tests"], repo)
+    run([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "project"], repo)
+    return repo
+
+
+def run(command, cwd, check=True):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
+    # The stages call `python`: make it this interpreter.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

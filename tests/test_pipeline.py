@@ -1,0 +1,45 @@
+"""End to end: `dvc repro` on tiny data in a temporary copy of the project."""
+import json
+import sys
+
+import yaml
+
+from conftest import run
+
+STAGES = ["fetch", "validate", "split", "baseline", "train_head", "finetune", "evaluate",
+          "compare@mobilenet_v2", "compare@efficientnet_b0", "compare_report"]
+OUTPUTS = ["data/raw/train/cats", "data/validated/manifest.csv", "data/split/test.csv",
+           "models/baseline.keras", "models/head.keras", "models/final.keras",
+           "reports/validate/gx_result.json", "reports/evaluate/metrics.json",
+           "reports/evaluate/learning_curves.png", "reports/evaluate/roc.png",
+           "reports/evaluate/confusion_matrix.png", "reports/evaluate/misclassified.png",
+           "reports/compare/compare.md", "reports/compare/runs/efficientnet_b0/metrics.json"]
+
+
+def ran(output, stage):
+    return f"Running stage '{stage}'" in output
+
+
+def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    # efficientnet_b0 with weights=None goes through the same code path as the others.
+    params["compare"]["backbones"] = ["mobilenet_v2", "efficientnet_b0"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    first = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    assert [s for s in STAGES if not ran(first, s)] == []
+    assert [p for p in OUTPUTS if not (project / p).exists()] == []
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert 0.0 <= metrics["final"]["val"]["accuracy"] <= 1.0
+    assert set(metrics["targets"]) >= {"val_accuracy_met", "train_accuracy_met", "all_met"}
+    assert "efficientnet_b0" in (project / "reports/compare/compare.md").read_text()
+    shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
+    assert "reports/evaluate/metrics.json" in shown
+
+    params["finetune"]["learning_rate"] = 0.0001
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    second = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    rerun = [s for s in STAGES if ran(second, s)]
+    assert rerun == ["finetune", "evaluate", "compare@mobilenet_v2", "compare@efficientnet_b0",
+                     "compare_report"], second
+    assert "up to date" in run([sys.executable, "-m", "dvc", "status"], project).stdout

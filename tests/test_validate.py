@@ -1,0 +1,163 @@
+"""Stage validate on tiny generated image folders: quarantine reasons, outputs, fatal checks."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `pytest` run from anywhere still finds catsdogs/ and stages/
+    sys.path.insert(0, str(REPO))
+
+from stages import validate  # noqa: E402
+
+PARAMS = {"validate": {"classes": ["cats", "dogs"], "formats": ["JPEG", "PNG"],
+                       "min_side_px": 32, "min_images_per_class": 2}}
+SIDE = 40
+
+# Expected quarantine: path -> reason fragments that must all appear.
+QUARANTINED = {
+    "data/raw/train/cats/corrupt.jpg": ["unreadable by Pillow", "not decodable by TensorFlow"],
+    "data/raw/train/cats/tiny.jpg": ["too small (16x16 px)"],
+    "data/raw/train/dogs/anim.gif": ["format GIF not allowed"],
+    "data/raw/train/birds/b0.jpg": ["unknown class 'birds'"],
+    # train/ sorts before validation/, so the validation copy is the later one.
+    "data/raw/validation/cats/dup.jpg": ["duplicate of data/raw/train/cats/c0.jpg"],
+}
+ACCEPTED_COUNTS = {"train_cats": 3, "train_dogs": 3, "validation_cats": 2, "validation_dogs": 2}
+
+
+def save_image(path, shade, size=SIDE, fmt=None):
+    """A distinct solid-colour image per shade, so no two files are accidentally equal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (size, size), (shade, 255 - shade, (shade * 7) % 256)).save(path, format=fmt)
+
+
+def build_project(root, params=PARAMS):
+    raw = root / "data" / "raw"
+    shades = iter(range(10, 250, 9))
+    for name in ["c0.jpg", "c1.jpg", "c2.png"]:
+        save_image(raw / "train" / "cats" / name, next(shades))
+    for name in ["d0.jpg", "d1.png", "d2.jpg"]:
+        save_image(raw / "train" / "dogs" / name, next(shades))
+    for split, cls in [("validation", "cats"), ("validation", "dogs")]:
+        for i in range(2):
+            save_image(raw / split / cls / f"{cls[0]}{i}.jpg", next(shades))
+    (raw / "train" / "cats" / "corrupt.jpg").write_bytes(os.urandom(2048))
+    save_image(raw / "train" / "cats" / "tiny.jpg", next(shades), size=16)
+    save_image(raw / "train" / "dogs" / "anim.gif", next(shades), fmt="GIF")
+    save_image(raw / "train" / "birds" / "b0.jpg", next(shades))
+    (raw / "validation" / "cats" / "dup.jpg").write_bytes((raw / "train/cats/c0.jpg").read_bytes())
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return raw
+
+
+def snapshot(raw):
+    return {p.as_posix(): p.read_bytes() for p in sorted(raw.rglob("*")) if p.is_file()}
+
+
+def run_stage(root):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        validate.main()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """One stage run on the standard tree, shared by the read-only checks below."""
+    root = tmp_path_factory.mktemp("project")
+    raw = build_project(root)
+    before = snapshot(raw)
+    run_stage(root)
+    return root, raw, before
+
+
+def test_quarantines_each_bad_file_with_its_reason(project):
+    root, _, _ = project
+    quarantine = pd.read_csv(root / "reports/validate/quarantine.csv", keep_default_na=False)
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    assert sorted(reasons) == sorted(QUARANTINED)
+    for path, fragments in QUARANTINED.items():
+        for fragment in fragments:
+            assert fragment in reasons[path], (path, reasons[path])
+    assert "; " in reasons["data/raw/train/cats/corrupt.jpg"]
+
+
+def test_manifest_holds_only_accepted_images_sorted(project):
+    root, _, _ = project
+    manifest = pd.read_csv(root / "data/validated/manifest.csv")
+    assert list(manifest.columns) == validate.COLUMNS
+    assert not set(manifest["path"]) & set(QUARANTINED)
+    assert list(manifest["path"]) == sorted(manifest["path"])
+    assert len(manifest) == sum(ACCEPTED_COUNTS.values())
+    assert manifest["decodable"].all()
+    assert set(manifest["format"]) == {"JPEG", "PNG"}
+    assert (manifest[["width", "height"]] == SIDE).all().all()
+    assert manifest["sha256"].is_unique
+
+
+def test_raw_files_are_untouched(project):
+    _, raw, before = project
+    assert snapshot(raw) == before
+
+
+def test_metrics_and_summary(project):
+    root, _, _ = project
+    metrics = json.loads((root / "reports/validate/metrics.json").read_text())
+    assert metrics["images"] == sum(ACCEPTED_COUNTS.values()) + len(QUARANTINED)
+    assert metrics["accepted"] == sum(ACCEPTED_COUNTS.values())
+    assert metrics["quarantined"] == len(QUARANTINED)
+    for key, count in ACCEPTED_COUNTS.items():
+        assert metrics[f"accepted_{key}"] == count
+    summary = (root / "reports/validate/summary.md").read_text()
+    assert "data/raw/train/birds/b0.jpg" in summary and "FAILED" in summary
+
+
+def test_gx_result_reports_the_failed_expectations(project):
+    root, _, _ = project
+    result = json.loads((root / "reports/validate/gx_result.json").read_text())
+    assert result["success"] is False
+    outcome = {(e["expectation_type"], e["kwargs"].get("column")): e
+               for e in result["expectations"]}
+    for column in ["class", "format", "decodable"]:
+        assert not outcome[("expect_column_values_to_be_in_set", column)]["success"], column
+    assert not outcome[("expect_column_values_to_be_between", "width")]["success"]
+    assert not outcome[("expect_column_values_to_be_unique", "sha256")]["success"]
+    assert outcome[("expect_column_values_to_be_unique", "path")]["success"]
+    assert outcome[("expect_column_values_to_be_in_set", "split")]["success"]
+    # COMPLETE result format: the failing rows are listed by path.
+    unknown_class = outcome[("expect_column_values_to_be_in_set", "class")]["result"]
+    assert [row["path"] for row in unknown_class["unexpected_index_list"]] == [
+        "data/raw/train/birds/b0.jpg"]
+
+
+def test_missing_class_is_fatal_and_named(tmp_path):
+    raw = build_project(tmp_path)
+    for image in (raw / "validation" / "dogs").iterdir():
+        image.unlink()
+    (raw / "validation" / "dogs").rmdir()
+    with pytest.raises(SystemExit, match=r"class 'dogs' missing in data/raw/validation/"):
+        run_stage(tmp_path)
+    assert (tmp_path / "reports/validate/quarantine.csv").exists()  # reports still written
+
+
+def test_too_few_images_is_fatal_and_named(tmp_path):
+    params = {"validate": {**PARAMS["validate"], "min_images_per_class": 3}}
+    build_project(tmp_path, params)
+    with pytest.raises(SystemExit) as failure:
+        run_stage(tmp_path)
+    message = str(failure.value)
+    # train has 3 accepted per class; validation only 2.
+    assert "only 2 accepted 'cats' images in validation" in message
+    assert "only 2 accepted 'dogs' images in validation" in message
+    assert "in train" not in message
+
+
+def test_missing_raw_folder_is_fatal(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    with pytest.raises(SystemExit, match="no files under data/raw"):
+        run_stage(tmp_path)
