@@ -4,6 +4,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
@@ -12,9 +13,10 @@ from sklearn.metrics import roc_curve  # noqa: E402
 def read_history(live_dir):
     """A dvclive folder's per-epoch train/val accuracy and loss, one row per epoch."""
     columns = {}
-    for name in ("accuracy", "val_accuracy", "loss", "val_loss"):
-        tsv = pd.read_csv(f"{live_dir}/plots/metrics/{name}.tsv", sep="\t")
-        columns[name] = tsv[name].to_numpy()
+    for prefix, folder in (("", "train"), ("val_", "eval")):
+        for metric in ("accuracy", "loss"):
+            tsv = pd.read_csv(f"{live_dir}/plots/metrics/{folder}/{metric}.tsv", sep="\t")
+            columns[prefix + metric] = tsv[metric].to_numpy()
     return pd.DataFrame(columns)
 
 
@@ -28,13 +30,16 @@ def learning_curves(path, head, finetune, baseline, val_min, train_max):
         ax.plot(recipe_epochs, recipe[metric], "-o", ms=3, color="tab:blue", label="recipe, train")
         ax.plot(recipe_epochs, recipe[f"val_{metric}"], "-o", ms=3, color="tab:orange",
                 label="recipe, val")
-        ax.plot(baseline_epochs, baseline[metric], "--", color="tab:blue", alpha=0.5,
+        ax.plot(baseline_epochs, baseline[metric], "--x", ms=4, color="tab:blue", alpha=0.5,
                 label="baseline (all trainable), train")
-        ax.plot(baseline_epochs, baseline[f"val_{metric}"], "--", color="tab:orange", alpha=0.5,
-                label="baseline, val")
+        ax.plot(baseline_epochs, baseline[f"val_{metric}"], "--x", ms=4, color="tab:orange",
+                alpha=0.5, label="baseline, val")
         ax.axvline(len(head) + 0.5, color="grey", lw=1)
-        ax.text(len(head) + 0.7, ax.get_ylim()[1], "fine-tuning", va="top", color="grey")
-        ax.set(xlabel="epoch", ylabel=metric, title=metric)
+        ax.text(len(head) + 0.6, 0.98, "fine-tuning →", va="top", color="grey",
+                transform=ax.get_xaxis_transform())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch", ylabel=metric,
+               title=f"{metric}: frozen head, then fine-tuning (baseline dashed)")
         ax.grid(alpha=0.3)
     axes[0].axhline(val_min, color="tab:orange", lw=0.8, ls=":", label=f"val target > {val_min}")
     axes[0].axhline(train_max, color="tab:blue", lw=0.8, ls=":", label=f"train cap < {train_max}")
@@ -85,9 +90,8 @@ def misclassified_grid(path, mistakes, class_names, columns=4):
         with Image.open(mistake["path"]) as image:
             ax.imshow(image.convert("RGB"))
         truth = class_names[int(mistake["label"])]
-        p_dog = mistake["probability"]
-        ax.set_title(f"{truth}, p({class_names[1]})={p_dog:.2f}\n{mistake['path'].split('/')[-1]}",
-                     fontsize=8)
+        ax.set_title(f"{mistake['path'].split('/')[-1]}: is {truth}, "
+                     f"p({class_names[1]}) = {mistake['probability']:.2f}", fontsize=8)
     if mistakes.empty:
         axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle("Misclassified test images (most confident first)")

@@ -42,19 +42,29 @@ def split_data(setup, split, *, augment=None, shuffle=False):
 def train_phase(model, train_data, val_data, epochs, live_dir, images_per_epoch):
     """Fit for `epochs`, log every epoch to `live_dir`, and add wall time and throughput.
 
-    The summary (live_dir/metrics.json) holds the last epoch's Keras metrics: `accuracy`
-    is the training accuracy Keras reports (augmented batches, dropout active).
+    dvclive's summary (live_dir/metrics.json) holds the last epoch's Keras metrics under
+    train/ and eval/: train/accuracy is the training accuracy Keras reports (augmented
+    batches, dropout active). Returns them flat: accuracy, loss, val_accuracy, val_loss.
     """
     # dvc.yaml declares these outputs itself; dvclive must not write dvc.yaml or experiments.
     with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
         start = time.perf_counter()
-        model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=2,
+        # shuffle=False: the tf.data pipeline shuffles (seeded); Keras cannot shuffle it anyway.
+        model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=2, shuffle=False,
                   callbacks=[DVCLiveCallback(live=live)])
         seconds = time.perf_counter() - start
         # Throughput counts training images only; the time includes per-epoch validation.
         live.summary["seconds"] = round(seconds, 2)
         live.summary["train_images_per_second"] = round(images_per_epoch * epochs / seconds, 1)
-    return dict(live.summary)
+    return last_epoch(live.summary)
+
+
+def last_epoch(summary):
+    """dvclive's nested summary (train/..., eval/...) as Keras names it (accuracy, val_...)."""
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    flat.update(summary["train"])
+    flat.update({f"val_{k}": v for k, v in summary["eval"].items()})
+    return flat
 
 
 def head_phase(params, setup, live_dir):

@@ -13,7 +13,7 @@ from catsdogs import params as P
 from catsdogs import plots
 from catsdogs.data import read_split
 from catsdogs.evaluation import binary_metrics, predict_proba
-from catsdogs.training import SPLIT_DIR, setup, split_data
+from catsdogs.training import SPLIT_DIR, last_epoch, setup, split_data
 
 MODELS = {"final": Path("models/final.keras"), "baseline": Path("models/baseline.keras")}
 LIVE_DIRS = {"head": "reports/train_head", "final": "reports/finetune", "baseline": "reports/baseline"}
@@ -47,11 +47,11 @@ def main():
         print(f"evaluate: {name} model ({path})")
         split_metrics, test_probabilities[name] = evaluate_model(
             keras.models.load_model(path), knobs, threshold)
-        last_epoch = json.loads(Path(LIVE_DIRS[name], "metrics.json").read_text())
+        keras_reported = last_epoch(json.loads(Path(LIVE_DIRS[name], "metrics.json").read_text()))
         metrics[name] = {
-            "train_accuracy": last_epoch["accuracy"],
+            "train_accuracy": keras_reported["accuracy"],
             "train_clean_accuracy": split_metrics["train"]["accuracy"],
-            "gap_train_val": last_epoch["accuracy"] - split_metrics["val"]["accuracy"],
+            "gap_train_val": keras_reported["accuracy"] - split_metrics["val"]["accuracy"],
             "gap_clean_train_val": split_metrics["train"]["accuracy"] - split_metrics["val"]["accuracy"],
             "val": split_metrics["val"],
             "test": split_metrics["test"],

@@ -32,7 +32,8 @@ RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": [
 
 # Why a row failed a per-image rule; the rule name travels in each expectation's meta.
 REASONS = {
-    "split": lambda row: f"not in a known split ('{row['split']}')",
+    "split": lambda row: (f"unknown split '{row['split']}'" if row["split"]
+                          else "not in a split folder"),
     "class": lambda row: (f"unknown class '{row['class']}'" if row["class"]
                           else "not in a class folder"),
     "format": lambda row: (f"format {row['format']} not allowed" if row["format"]
@@ -55,7 +56,8 @@ def describe(path):
     """One metadata row. Pillow reads only the header; TensorFlow decodes the whole image."""
     data = path.read_bytes()
     parts = path.relative_to(RAW_DIR).parts
-    row = {"path": path.as_posix(), "split": parts[0],
+    row = {"path": path.as_posix(),  # <split>/<class>/<file>; shallower files get blanks
+           "split": parts[0] if len(parts) > 1 else "",
            "class": parts[1] if len(parts) > 2 else "",
            "format": "", "mode": "", "width": None, "height": None,
            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
