@@ -20,7 +20,10 @@ def decode_image(image_bytes, image_size=None):
 
 def read_split(csv_path):
     """A split file written by stages/split.py: one row per image (path, label, class)."""
-    frame = pd.read_csv(csv_path)
+    try:
+        frame = pd.read_csv(csv_path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{csv_path}: empty file, no images") from None
     missing = [c for c in SPLIT_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{csv_path}: missing columns {missing}; expected {SPLIT_COLUMNS}")
@@ -30,7 +33,10 @@ def read_split(csv_path):
 
 
 def augmentation(params):
-    """Random flip/rotation/shift, seeded from params; applied to training batches only."""
+    """Random flip/rotation/shift, seeded from params; applied to training batches only.
+
+    None when every augmentation is switched off (Keras cannot build an empty Sequential).
+    """
     seed = get(params, "train.seed", int)
     degrees = get(params, "augment.rotation_degrees", (int, float), low=0, high=180)
     shift = get(params, "augment.shift_fraction", float, low=0.0, high=1.0)
@@ -42,7 +48,7 @@ def augmentation(params):
         layers.append(keras.layers.RandomRotation(degrees / 360.0, seed=seed + 1))
     if shift:
         layers.append(keras.layers.RandomTranslation(shift, shift, seed=seed + 2))
-    return keras.Sequential(layers, name="augmentation")
+    return keras.Sequential(layers, name="augmentation") if layers else None
 
 
 def make_dataset(frame, image_size, batch_size, preprocess, *, augment=None, shuffle_seed=None):
