@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from catsdogs import params as P
+from catsdogs.data import read_split
 from catsdogs.evaluation import binary_metrics, predict_proba
 from catsdogs.models import BACKBONES, WeightsUnavailable, count_params
 from catsdogs.training import SPLIT_DIR, finetune_phase, head_phase, setup, split_data
-from catsdogs.data import read_split
 
 RUNS_DIR = Path("reports/compare/runs")
 

@@ -116,8 +116,30 @@ def summary_table(metrics):
         f"{'met' if targets['val_accuracy_met'] else 'NOT met'}",
         f"- train accuracy < {targets['train_accuracy_max']}: "
         f"{'met' if targets['train_accuracy_met'] else 'NOT met'}",
+        "",
+        *plain_words(metrics),
     ]
     return "\n".join(lines) + "\n"
+
+
+def plain_words(metrics):
+    """What the numbers say, in sentences, so a failed target cannot hide in a table."""
+    final, baseline, targets = metrics["final"], metrics["baseline"], metrics["targets"]
+    words = []
+    if not targets["train_accuracy_met"]:
+        words.append(
+            f"The training-accuracy cap is NOT met: the recipe's last epoch reports "
+            f"{final['train_accuracy']:.3f} (augmented batches, dropout active), above "
+            f"{targets['train_accuracy_max']}, with val accuracy {final['val']['accuracy']:.3f}. "
+            f"The model is not overfitting in the old sense: clean train accuracy "
+            f"{final['train_clean_accuracy']:.3f} is {final['gap_clean_train_val']:+.3f} from val.")
+    words.append(
+        f"The baseline (every layer trainable, no augmentation, no dropout) ends at train "
+        f"{baseline['train_accuracy']:.3f} / val {baseline['val']['accuracy']:.3f} "
+        f"(test {baseline['test']['accuracy']:.3f}); the recipe at train "
+        f"{final['train_accuracy']:.3f} / val {final['val']['accuracy']:.3f} "
+        f"(test {final['test']['accuracy']:.3f}).")
+    return words
 
 
 if __name__ == "__main__":
