@@ -1,4 +1,6 @@
 """Matplotlib figures for the reports: learning curves, ROC, confusion matrix, mistakes."""
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen
@@ -96,5 +98,13 @@ def misclassified_grid(path, mistakes, class_names, columns=4):
         axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle("Misclassified test images (most confident first)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_photo_figure(fig, path)
+
+
+def save_photo_figure(fig, path, dpi=80, colors=256):
+    """A PNG of photos, quantized to a palette: a fraction of the size, committed to git."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors).save(path, optimize=True)

@@ -33,18 +33,25 @@ def main():
     (OUT / "compare.md").write_text("\n".join(lines) + "\n")
     (OUT / "metrics.json").write_text(json.dumps({r["backbone"]: r for r in results}, indent=2) + "\n")
 
-    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     names = [r["backbone"] for r in results]
     positions = range(len(names))
-    acc_ax.bar([p - 0.2 for p in positions], [r["val_accuracy"] for r in results], 0.4, label="val")
-    acc_ax.bar([p + 0.2 for p in positions], [r["test_accuracy"] for r in results], 0.4, label="test")
-    acc_ax.set(xticks=list(positions), xticklabels=names, ylim=(0.5, 1.0), title="accuracy")
-    acc_ax.legend()
-    time_ax.bar(names, [r["head_seconds"] for r in results], label="frozen head")
-    time_ax.bar(names, [r["finetune_seconds"] for r in results],
-                bottom=[r["head_seconds"] for r in results], label="fine-tuning")
+    for offset, split in ((-0.2, "val"), (0.2, "test")):
+        bars = acc_ax.bar([p + offset for p in positions],
+                          [r[f"{split}_accuracy"] for r in results], 0.4, label=split)
+        acc_ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    lowest = min(min(r["val_accuracy"], r["test_accuracy"]) for r in results)
+    # Zoom in on the differences that matter; the axis does not start at zero, so say so.
+    acc_ax.set(xticks=list(positions), xticklabels=names, ylim=(max(0.0, lowest - 0.05), 1.0),
+               title="accuracy (axis zoomed)")
+    acc_ax.legend(loc="lower right")
+    head_bars = time_ax.bar(names, [r["head_seconds"] for r in results], label="frozen head")
+    tune_bars = time_ax.bar(names, [r["finetune_seconds"] for r in results],
+                            bottom=[r["head_seconds"] for r in results], label="fine-tuning")
+    time_ax.bar_label(head_bars, fmt="%.0f s", label_type="center", fontsize=8)
+    time_ax.bar_label(tune_bars, fmt="%.0f s", label_type="center", fontsize=8)
     time_ax.set(ylabel="seconds", title="training wall time")
-    time_ax.legend()
+    time_ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(OUT / "compare.png", dpi=110)
     print((OUT / "compare.md").read_text())
