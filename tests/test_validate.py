@@ -1,7 +1,6 @@
 """Stage validate on tiny generated image folders: quarantine reasons, outputs, fatal checks."""
 import json
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -9,11 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `pytest` run from anywhere still finds catsdogs/ and stages/
-    sys.path.insert(0, str(REPO))
-
-from stages import validate  # noqa: E402
+from stages import validate
 
 PARAMS = {"validate": {"classes": ["cats", "dogs"], "formats": ["JPEG", "PNG"],
                        "min_side_px": 32, "min_images_per_class": 2}}
