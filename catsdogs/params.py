@@ -13,10 +13,11 @@ def load(path=PARAMS_FILE):
         return yaml.safe_load(f) or {}
 
 
-def get(params, key, kind, *, low=None, high=None, choices=None):
+def get(params, key, kind, *, low=None, above=None, high=None, choices=None):
     """Return params[key] (dotted), checked; raise ParamError naming the key otherwise.
 
-    low/high are inclusive bounds; choices restricts the value (or every item of a list).
+    low/high are inclusive bounds, above an exclusive one; choices restricts the value
+    (or every item of a list).
     """
     node = params
     for part in key.split("."):
@@ -42,6 +43,8 @@ def get(params, key, kind, *, low=None, high=None, choices=None):
             raise ParamError(f"params.yaml: '{key}' has {item!r}; choose from {sorted(map(str, choices))}")
         if low is not None and item < low:
             raise ParamError(f"params.yaml: '{key}' must be >= {low}, got {item!r}")
+        if above is not None and item <= above:
+            raise ParamError(f"params.yaml: '{key}' must be > {above}, got {item!r}")
         if high is not None and item > high:
             raise ParamError(f"params.yaml: '{key}' must be <= {high}, got {item!r}")
     return value

@@ -13,7 +13,7 @@ from dvclive.keras import DVCLiveCallback
 from catsdogs import params as P
 from catsdogs.data import augmentation, make_dataset, read_split
 from catsdogs.models import (BACKBONES, backbone_spec, build_classifier, compile_binary,
-                             find_base, unfreeze_top)
+                             count_params, find_base, unfreeze_top)
 
 SPLIT_DIR = Path("data/split")
 
@@ -67,29 +67,42 @@ def last_epoch(summary):
     return flat
 
 
+def head_knobs(params):
+    return SimpleNamespace(
+        epochs=P.get(params, "train_head.epochs", int, low=1),
+        learning_rate=P.get(params, "train_head.learning_rate", float, above=0.0),
+        dropout=P.get(params, "train_head.dropout", float, low=0.0, high=0.99))
+
+
+def finetune_knobs(params):
+    return SimpleNamespace(
+        epochs=P.get(params, "finetune.epochs", int, low=1),
+        learning_rate=P.get(params, "finetune.learning_rate", float, above=0.0),
+        unfreeze_last=P.get(params, "finetune.unfreeze_last", int, low=1))
+
+
 def head_phase(params, setup, live_dir):
     """Frozen base + new head, trained on augmented batches."""
-    epochs = P.get(params, "train_head.epochs", int, low=1)
-    learning_rate = P.get(params, "train_head.learning_rate", float, low=0.0)
-    dropout = P.get(params, "train_head.dropout", float, low=0.0, high=0.99)
+    knobs = head_knobs(params)
+    keras.utils.set_random_seed(setup.seed)  # each phase starts from the seed, wherever it runs
     train_data, n_train = split_data(setup, "train", augment=augmentation(params), shuffle=True)
     val_data, _ = split_data(setup, "val")
-    model = build_classifier(setup.backbone, setup.image_size, setup.weights, dropout, setup.seed)
-    compile_binary(model, learning_rate)
-    print(f"train_head: {setup.backbone}, {n_train} training images, {epochs} epochs, "
+    model = build_classifier(setup.backbone, setup.image_size, setup.weights, knobs.dropout,
+                             setup.seed)
+    compile_binary(model, knobs.learning_rate)
+    print(f"train_head: {setup.backbone}, {n_train} training images, {knobs.epochs} epochs, "
           f"{model.count_params():,} parameters")
-    return model, train_phase(model, train_data, val_data, epochs, live_dir, n_train)
+    return model, train_phase(model, train_data, val_data, knobs.epochs, live_dir, n_train)
 
 
 def finetune_phase(params, setup, model, live_dir):
     """Unfreeze the top of the base (BatchNorm stays frozen), then a low learning rate."""
-    epochs = P.get(params, "finetune.epochs", int, low=1)
-    learning_rate = P.get(params, "finetune.learning_rate", float, low=0.0)
-    unfreeze_last = P.get(params, "finetune.unfreeze_last", int, low=1)
+    knobs = finetune_knobs(params)
+    keras.utils.set_random_seed(setup.seed)
     train_data, n_train = split_data(setup, "train", augment=augmentation(params), shuffle=True)
     val_data, _ = split_data(setup, "val")
-    unfreeze_top(find_base(model), unfreeze_last)
-    compile_binary(model, learning_rate)  # recompiling makes the new trainable flags count
-    print(f"finetune: last {unfreeze_last} base layers unfrozen, "
-          f"{sum(int(keras.ops.size(w)) for w in model.trainable_weights):,} trainable parameters")
-    return train_phase(model, train_data, val_data, epochs, live_dir, n_train)
+    unfreeze_top(find_base(model), knobs.unfreeze_last)
+    compile_binary(model, knobs.learning_rate)  # recompiling makes the new trainable flags count
+    print(f"finetune: last {knobs.unfreeze_last} base layers unfrozen, "
+          f"{count_params(model)['params_trainable']:,} trainable parameters")
+    return train_phase(model, train_data, val_data, knobs.epochs, live_dir, n_train)

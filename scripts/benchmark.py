@@ -21,13 +21,16 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 
+from catsdogs import params as P  # noqa: E402
 from catsdogs.data import augmentation, make_dataset  # noqa: E402
 from catsdogs.models import (backbone_spec, build_classifier, compile_binary, find_base,  # noqa: E402
                              keras_cache_dir, unfreeze_top)
 
-SIZE, BATCH, BACKBONE = 160, 32, "mobilenet_v2"
-AUGMENT = {"train": {"seed": 42},
-           "augment": {"rotation_degrees": 20, "shift_fraction": 0.2, "horizontal_flip": True}}
+PARAMS = P.load()  # the committed knobs: the speeds are those of the real stages
+SIZE = P.get(PARAMS, "model.image_size", int)
+BATCH = P.get(PARAMS, "train.batch_size", int)
+BACKBONE = P.get(PARAMS, "model.backbone", str)
+SEED = P.get(PARAMS, "train.seed", int)
 
 
 def write_images(directory, count):
@@ -89,7 +92,7 @@ def main():
         pass_over(dataset)  # the first pass decodes and fills the cache
         results["input: decode + resize (cache empty)"] = count / (time.perf_counter() - start)
         results["input: from the decode cache"] = images_per_second(lambda: pass_over(dataset), count)
-        augmented = make_dataset(frame, SIZE, BATCH, preprocess, augment=augmentation(AUGMENT))
+        augmented = make_dataset(frame, SIZE, BATCH, preprocess, augment=augmentation(PARAMS))
         pass_over(augmented)
         results["input: from cache + augmentation"] = images_per_second(
             lambda: pass_over(augmented), count)
@@ -99,22 +102,23 @@ def main():
     def fit():
         model.fit(images, labels, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
 
-    keras.utils.set_random_seed(42)
-    model = build_classifier(BACKBONE, SIZE, weights, dropout=0.3, seed=42)
+    keras.utils.set_random_seed(SEED)
+    model = build_classifier(BACKBONE, SIZE, weights, P.get(PARAMS, "train_head.dropout", float), SEED)
     print("forward pass (predict) ...", flush=True)
     results["forward pass (predict)"] = images_per_second(
         lambda: model.predict(images, batch_size=BATCH, verbose=0), count)
     print("frozen-head training step ...", flush=True)
-    compile_binary(model, 1e-3)
+    compile_binary(model, P.get(PARAMS, "train_head.learning_rate", float))
     results["train step: frozen base, head only"] = images_per_second(fit, count)
     print("fine-tuning step ...", flush=True)
-    unfreeze_top(find_base(model), 20)
-    compile_binary(model, 1e-5)
-    results["train step: fine-tune, last 20 layers"] = images_per_second(fit, count)
+    unfreeze_top(find_base(model), P.get(PARAMS, "finetune.unfreeze_last", int))
+    compile_binary(model, P.get(PARAMS, "finetune.learning_rate", float))
+    results["train step: fine-tune, top layers"] = images_per_second(fit, count)
     print("full-training step (baseline) ...", flush=True)
-    model = build_classifier(BACKBONE, SIZE, weights, dropout=0.0, seed=42)
-    find_base(model).trainable = True
-    compile_binary(model, 1e-4)
+    model = build_classifier(BACKBONE, SIZE, weights, dropout=0.0, seed=SEED)
+    base = find_base(model)
+    unfreeze_top(base, len(base.layers))  # as the baseline stage: all but BatchNorm
+    compile_binary(model, P.get(PARAMS, "baseline.learning_rate", float))
     results["train step: all layers (baseline)"] = images_per_second(fit, count)
     print("forward pass again (drift check) ...", flush=True)
     results["forward pass again (drift check)"] = images_per_second(

@@ -11,21 +11,20 @@ from pathlib import Path
 from catsdogs import params as P
 from catsdogs.data import read_split
 from catsdogs.evaluation import binary_metrics, predict_proba
-from catsdogs.models import BACKBONES, WeightsUnavailable, count_params
-from catsdogs.training import SPLIT_DIR, finetune_phase, head_phase, setup, split_data
+from catsdogs.models import BACKBONES, count_params
+from catsdogs.training import (SPLIT_DIR, finetune_knobs, finetune_phase, head_phase, setup,
+                               split_data)
 
 RUNS_DIR = Path("reports/compare/runs")
 
 
 def compare(params, backbone, run_dir):
     knobs = setup(params, backbone)
-    try:
-        model, head = head_phase(params, knobs, run_dir / "head")
-    except WeightsUnavailable as error:
-        raise SystemExit(f"compare@{backbone}: {error}")
+    threshold = P.get(params, "evaluate.threshold", float, low=0.0, high=1.0)
+    finetune_knobs(params)  # bad fine-tuning params fail now, not after the head phase
+    model, head = head_phase(params, knobs, run_dir / "head")
     head_params = count_params(model)
     finetune = finetune_phase(params, knobs, model, run_dir / "finetune")
-    threshold = P.get(params, "evaluate.threshold", float, low=0.0, high=1.0)
 
     result = {"backbone": backbone, "params_total": head_params["params_total"],
               "params_trainable_head": head_params["params_trainable"],

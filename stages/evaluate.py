@@ -85,7 +85,7 @@ def main():
                      for name, m in metrics.items() if name in MODELS}, class_names)
     wrong = test[test["final_predicted"] != test["class"]].copy()
     wrong["probability"] = wrong["final_probability"]
-    wrong["confidence"] = (wrong["probability"] - 0.5).abs()
+    wrong["confidence"] = (wrong["probability"] - threshold).abs()
     plots.misclassified_grid(OUT / "misclassified.png",
                              wrong.sort_values("confidence", ascending=False).head(shown), class_names)
 

@@ -34,6 +34,9 @@ def main():
     val_fraction = P.get(params, "split.val_fraction", float, low=0.01, high=0.99)
     seed = P.get(params, "split.seed", int)
     classes = sorted(P.get(params, "validate.classes", list))
+    if len(classes) != 2:  # one sigmoid unit: labels must be 0 and 1
+        raise SystemExit(f"split: the classifier is binary; validate.classes must name "
+                         f"exactly 2 classes, got {classes}")
 
     manifest = pd.read_csv(MANIFEST)
     manifest["label"] = manifest["class"].map({name: i for i, name in enumerate(classes)})

@@ -16,7 +16,7 @@ NO_AUGMENT = {"rotation_degrees": 0, "shift_fraction": 0, "horizontal_flip": Fal
 
 # ---- catsdogs.params.get ----------------------------------------------------------------
 
-PARAMS = {"train": {"epochs": 3, "lr": "1e-5", "flag": True, "rate": 0.3},
+PARAMS = {"train": {"epochs": 3, "lr": "1e-5", "flag": True, "rate": 0.3, "zero": 0.0},
           "validate": {"classes": ["cats", "dogs"], "empty": []}}
 
 
@@ -36,6 +36,7 @@ def test_get_reads_dotted_keys_and_accepts_yaml_strings_and_ints_as_floats():
     ("train.epochs", bool, {}, "'train.epochs' must be bool"),
     ("train.epochs", int, {"low": 4}, "'train.epochs' must be >= 4"),
     ("train.rate", float, {"high": 0.2}, "'train.rate' must be <= 0.2"),
+    ("train.zero", float, {"above": 0.0}, "'train.zero' must be > 0.0"),
     ("train.epochs", int, {"choices": (1, 2)}, "'train.epochs' has 3"),
     ("validate.classes", list, {"choices": ("cats", "birds")}, "'validate.classes' has 'dogs'"),
     ("validate.empty", list, {}, "'validate.empty' must not be empty"),

@@ -56,6 +56,11 @@ def test_unfreeze_top_rejects_counts_outside_the_base(count):
         unfreeze_top(base, count)
 
 
+def test_imagenet_weights_at_a_size_they_do_not_exist_for_are_refused():
+    with pytest.raises(ValueError, match="mobilenet_v2 has ImageNet weights for input sizes"):
+        build_base("mobilenet_v2", 150, "imagenet")
+
+
 def test_unknown_backbone_is_named_with_the_choices():
     with pytest.raises(ValueError, match="resnet.*efficientnet_b0"):
         build_base("resnet", SIZE, None)

@@ -2,6 +2,8 @@
 import json
 import sys
 
+import pandas as pd
+import pytest
 import yaml
 
 from conftest import run
@@ -30,7 +32,13 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project):
     assert [s for s in STAGES if not ran(first, s)] == []
     assert [p for p in OUTPUTS if not (project / p).exists()] == []
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
-    assert 0.0 <= metrics["final"]["val"]["accuracy"] <= 1.0
+    # The per-image predictions must tell the same story as the metrics (row alignment).
+    predictions = pd.read_csv(project / "reports/evaluate/test_predictions.csv")
+    for model in ("final", "baseline"):
+        correct = predictions[f"{model}_predicted"] == predictions["class"]
+        assert metrics[model]["test"]["accuracy"] == pytest.approx(correct.mean())
+        dogs_called_cats = ((predictions["class"] == "dogs") & ~correct).sum()
+        assert metrics[model]["test"]["fn"] == dogs_called_cats
     assert set(metrics["targets"]) >= {"val_accuracy_met", "train_accuracy_met", "all_met"}
     assert "efficientnet_b0" in (project / "reports/compare/compare.md").read_text()
     shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout

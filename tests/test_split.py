@@ -21,10 +21,10 @@ def write_manifest(directory, per_class=50, test_per_class=10):
     return manifest
 
 
-def run_split(directory, monkeypatch, seed=42, val_fraction=0.2):
+def run_split(directory, monkeypatch, seed=42, val_fraction=0.2, classes=("dogs", "cats")):
     (directory / "params.yaml").write_text(yaml.safe_dump({
         "split": {"val_fraction": val_fraction, "seed": seed},
-        "validate": {"classes": ["dogs", "cats"]}}))
+        "validate": {"classes": list(classes)}}))
     monkeypatch.chdir(directory)
     split.main()
     return {name: pd.read_csv(directory / f"data/split/{name}.csv") for name in ("train", "val", "test")}
@@ -64,3 +64,9 @@ def test_a_fraction_that_empties_a_split_is_refused(tmp_path, monkeypatch):
     write_manifest(tmp_path, per_class=2)
     with pytest.raises(SystemExit, match="empty split"):
         run_split(tmp_path, monkeypatch, val_fraction=0.1)
+
+
+def test_more_than_two_classes_are_refused_by_the_binary_classifier(tmp_path, monkeypatch):
+    write_manifest(tmp_path)
+    with pytest.raises(SystemExit, match="exactly 2 classes"):
+        run_split(tmp_path, monkeypatch, classes=("cats", "dogs", "birds"))
