@@ -1,19 +1,32 @@
-"""tf.data input: file lists (CSV) -> decoded, resized, cached, batched images."""
+"""Input: split file lists -> images decoded once (stage decode) -> tf.data batches.
+
+Decoding and resizing happen once, in the decode stage, into uint8 arrays that every
+training and evaluation stage reuses; augmentation stays on the fly, on training batches.
+"""
+import math
+from pathlib import Path
+
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from catsdogs.params import get
-
 SPLIT_COLUMNS = ["path", "label", "class"]
+DECODED_DIR = Path("data/decoded")
+PROGRESS_EVERY = 500  # images between progress lines
 
 
 def decode_image(image_bytes, image_size=None):
-    """The one decoder used everywhere (validation checks decodability with it too)."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    """The one decoder used everywhere: validation checks decodability with it too.
+
+    uint8 RGB whatever the file holds (grayscale, RGBA, 16-bit, CMYK); animations give
+    their first frame. With image_size, resized to a square uint8 image.
+    """
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
     if image_size is None:
         return image
     image = tf.image.resize(image, [image_size, image_size])
+    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
     image.set_shape([image_size, image_size, 3])
     return image
 
@@ -32,38 +45,115 @@ def read_split(csv_path):
     return frame
 
 
-def augmentation(params):
-    """Random flip/rotation/shift, seeded from params; applied to training batches only.
+def decode_files(paths, image_size, name="images"):
+    """All files as one uint8 array (N, size, size, 3), in the order given."""
+    files = tf.data.Dataset.from_tensor_slices(list(paths))
+    images = files.map(lambda p: decode_image(tf.io.read_file(p), image_size),
+                       num_parallel_calls=tf.data.AUTOTUNE)  # order is kept (deterministic)
+    decoded = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    for i, image in enumerate(images.as_numpy_iterator()):
+        decoded[i] = image
+        if (i + 1) % PROGRESS_EVERY == 0:
+            print(f"decode: {name}: {i + 1}/{len(paths)}")
+    return decoded
 
-    None when every augmentation is switched off (Keras cannot build an empty Sequential).
+
+def save_decoded(path, images, labels):
+    np.savez(path, images=images, labels=np.asarray(labels, dtype=np.float32))
+
+
+def load_decoded(path):
+    """(images uint8 N x S x S x 3, labels float32 N); plain arrays, no pickle."""
+    with np.load(path, allow_pickle=False) as arrays:
+        return arrays["images"], arrays["labels"]
+
+
+class Augmentation:
+    """Random horizontal flip, rotation and shift of a batch, as ONE affine resampling per
+    image (keras.ops.image.affine_transform, bilinear, reflected borders, the defaults of
+    Keras' RandomRotation/RandomTranslation, whose ranges these knobs follow).
+
+    Why not those layers: chained they resample twice, and their random state lives in a
+    variable, so tf.data must run them one batch at a time to stay reproducible. Here the
+    draws come from a stateless seed per batch, so batches augment in parallel, and
+    deterministically.
     """
-    seed = get(params, "train.seed", int)
-    degrees = get(params, "augment.rotation_degrees", (int, float), low=0, high=180)
-    shift = get(params, "augment.shift_fraction", float, low=0.0, high=1.0)
-    flip = get(params, "augment.horizontal_flip", bool)
-    layers = []
-    if flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if degrees:
-        layers.append(keras.layers.RandomRotation(degrees / 360.0, seed=seed + 1))
-    if shift:
-        layers.append(keras.layers.RandomTranslation(shift, shift, seed=seed + 2))
-    return keras.Sequential(layers, name="augmentation") if layers else None
+
+    def __init__(self, rotation_degrees, shift_fraction, horizontal_flip):
+        self.max_radians = math.radians(rotation_degrees)
+        self.shift, self.flip = shift_fraction, horizontal_flip
+
+    def __call__(self, images, seed):
+        count = tf.shape(images)[0]
+        height, width = (tf.cast(tf.shape(images)[i], tf.float32) for i in (1, 2))
+        draws = tf.random.stateless_uniform([count, 4], seed=seed, minval=-1.0, maxval=1.0)
+        angle = draws[:, 0] * self.max_radians
+        shift_x, shift_y = draws[:, 1] * self.shift * width, draws[:, 2] * self.shift * height
+        mirror = tf.cast(draws[:, 3] < 0, tf.float32) if self.flip else tf.zeros([count])
+        # The transform maps each output pixel back to its source: undo the shift, then the
+        # rotation about the centre, then the mirror (x -> width - 1 - x).
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        x0, y0 = -shift_x - cx, -shift_y - cy   # shifted, centred origin
+        a0, a1, a2 = cos, -sin, cos * x0 - sin * y0 + cx
+        b0, b1, b2 = sin, cos, sin * x0 + cos * y0 + cy
+        sign = 1 - 2 * mirror
+        a0, a1, a2 = sign * a0, sign * a1, sign * a2 + mirror * (width - 1)
+        zeros = tf.zeros([count])
+        transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return keras.ops.image.affine_transform(images, transform, interpolation="bilinear",
+                                                fill_mode="reflect")
 
 
-def make_dataset(frame, image_size, batch_size, preprocess, *, augment=None, shuffle_seed=None):
-    """Batches of (preprocessed image, float label). Decoding happens once, then is cached."""
-    def load(path, label):
-        return decode_image(tf.io.read_file(path), image_size), label
+def augmentation(params):
+    """The training augmentation from params, or None when every part is switched off."""
+    knobs = params.augment
+    if not (knobs.rotation_degrees or knobs.shift_fraction or knobs.horizontal_flip):
+        return None
+    return Augmentation(knobs.rotation_degrees, knobs.shift_fraction, knobs.horizontal_flip)
 
-    labels = frame["label"].astype("float32").to_numpy()
-    dataset = tf.data.Dataset.from_tensor_slices((frame["path"].to_numpy(), labels))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(frame), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if augment is not None:
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y),
+
+def _to_model_input(dataset, preprocess):
+    cast = dataset.map(lambda x, y: (preprocess(tf.cast(x, tf.float32)), y),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+    return cast.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(images, labels, batch_size, preprocess):
+    """Batches in file order, no augmentation."""
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    return _to_model_input(dataset, preprocess)
+
+
+def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
+    """One epoch of training batches: shuffled, augmented, preprocessed.
+
+    The shuffle and the augmentation draws are functions of (seed, epoch, batch) alone;
+    `epoch` is a tf.Variable that training.EpochRandomness sets as each epoch begins
+    (Keras opens a new iterator per epoch, after that callback), so an epoch is the same
+    whether a run reached it directly or resumed after a kill.
+    """
+    images, labels = tf.constant(images), tf.constant(labels)
+    count = len(labels)
+    steps = math.ceil(count / batch_size)
+
+    def batch(step, order):
+        indices = order[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
+        batch_seed = tf.stack([tf.cast(seed, tf.int64), epoch.read_value() * steps + step])
+        return tf.gather(images, indices), tf.gather(labels, indices), batch_seed
+
+    def epoch_batches(_):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=[seed, epoch.read_value()])
+        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order))
+
+    # One element that expands into the epoch's batches: the order is drawn once per epoch.
+    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))  # for Keras' progress
+    if augment is None:
+        dataset = dataset.map(lambda x, y, _: (tf.cast(x, tf.float32), y))
+    else:
+        dataset = dataset.map(lambda x, y, batch_seed: (augment(tf.cast(x, tf.float32),
+                                                                batch_seed), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.map(lambda x, y: (preprocess(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _to_model_input(dataset, preprocess)

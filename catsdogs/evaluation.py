@@ -1,4 +1,6 @@
 """Predictions and binary-classification metrics (positive class: label 1)."""
+import time
+
 import numpy as np
 from sklearn import metrics as skm
 
@@ -24,3 +26,17 @@ def binary_metrics(labels, probabilities, threshold):
         "roc_auc": float(skm.roc_auc_score(labels, probabilities)) if both_classes else None,
         "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
     }
+
+
+def score(model, params, backbone, splits):
+    """Metrics and probabilities per split, and the prediction speed on the last split."""
+    from catsdogs.training import eval_data  # training imports Keras; metrics alone do not
+
+    metrics, probabilities = {}, {}
+    for split in splits:
+        data, labels = eval_data(params, backbone, split)
+        start = time.perf_counter()
+        probabilities[split] = predict_proba(model, data)
+        images_per_second = len(labels) / (time.perf_counter() - start)
+        metrics[split] = binary_metrics(labels, probabilities[split], params.evaluate.threshold)
+    return metrics, probabilities, round(images_per_second, 1)

@@ -1,50 +1,186 @@
-"""params.yaml is the single source of knobs; each stage reads and checks its own keys."""
+"""params.yaml is the single source of knobs; a pydantic schema checks all of it up front.
+
+Every stage starts with `load()`, so a bad value anywhere stops the run with one message
+naming the key, the value and what is allowed, before any heavy work.
+"""
+from typing import Annotated, Literal, Optional
+
 import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 PARAMS_FILE = "params.yaml"
 
+# Layers of each headless keras.applications backbone (tests check these against Keras);
+# finetune.unfreeze_last cannot exceed them.
+BACKBONE_LAYERS = {"mobilenet_v2": 154, "mobilenet": 86, "efficientnet_b0": 237}
+BackboneName = Literal["mobilenet_v2", "mobilenet", "efficientnet_b0"]
 
-class ParamError(ValueError):
-    """A knob in params.yaml is missing, of the wrong type or out of range."""
+
+class ParamError(SystemExit):
+    """A knob in params.yaml is missing, of the wrong type or out of range.
+
+    A SystemExit: the stage stops with the message alone, no traceback.
+    """
+
+
+def _yaml_float(value):
+    # YAML 1.1 reads 1e-5 as a string; a float knob written that way is still a float.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_yaml_float), Field(allow_inf_nan=False)]
+Epochs = Annotated[int, Field(ge=1)]  # a phase without an epoch has no metrics to report
+LearningRate = Annotated[Float, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0)]
+
+
+class Section(BaseModel):
+    # strict: no silent "10" -> 10 or true -> 1; extra="forbid": a typo is an error, not a no-op.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Fetch(Section):
+    source: str = Field(min_length=1)
+    sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
+    max_file_mb: Annotated[Float, Field(gt=0)]
+    max_total_mb: Annotated[Float, Field(gt=0)]
+
+
+class Validate(Section):
+    classes: Annotated[list[str], Field(min_length=2, max_length=2)]
+    formats: Annotated[list[str], Field(min_length=1)]
+    min_side_px: Annotated[int, Field(ge=1)]
+    max_pixels: Annotated[int, Field(ge=1)]
+    min_images_per_class: Annotated[int, Field(ge=1)]
+
+    @field_validator("classes")
+    @classmethod
+    def distinct(cls, classes):
+        if len(set(classes)) != len(classes):
+            raise ValueError("class names must be distinct")
+        return classes
+
+
+class Split(Section):
+    val_fraction: Annotated[Float, Field(gt=0, lt=1)]
+    seed: Seed
+
+
+class Model(Section):
+    backbone: BackboneName
+    weights: Optional[Literal["imagenet"]]
+    image_size: Annotated[int, Field(ge=32)]
+
+
+class Train(Section):
+    batch_size: Annotated[int, Field(ge=1)]
+    seed: Seed
+
+
+class Augment(Section):
+    rotation_degrees: Annotated[Float, Field(ge=0, le=180)]
+    shift_fraction: Annotated[Float, Field(ge=0, lt=1)]
+    horizontal_flip: bool
+
+
+class Baseline(Section):
+    epochs: Epochs
+    learning_rate: LearningRate
+
+
+class TrainHead(Section):
+    epochs: Epochs
+    learning_rate: LearningRate
+    dropout: Annotated[Float, Field(ge=0, lt=1)]
+
+
+class Finetune(Section):
+    epochs: Epochs
+    learning_rate: LearningRate
+    unfreeze_last: Annotated[int, Field(ge=1)]
+
+
+class Evaluate(Section):
+    threshold: Annotated[Float, Field(gt=0, lt=1)]
+    val_accuracy_min: Annotated[Float, Field(ge=0, le=1)]
+    train_accuracy_max: Annotated[Float, Field(ge=0, le=1)]
+    misclassified_shown: Annotated[int, Field(ge=0)]
+
+
+class Compare(Section):
+    backbones: Annotated[list[BackboneName], Field(min_length=1)]
+
+    @field_validator("backbones")
+    @classmethod
+    def distinct(cls, backbones):
+        if len(set(backbones)) != len(backbones):
+            raise ValueError("backbones must be distinct")
+        return backbones
+
+
+class Params(Section):
+    fetch: Fetch
+    validate_: Validate = Field(alias="validate")  # `validate` is a BaseModel method
+    split: Split
+    model: Model
+    train: Train
+    augment: Augment
+    baseline: Baseline
+    train_head: TrainHead
+    finetune: Finetune
+    evaluate: Evaluate
+    compare: Compare
+
+    @model_validator(mode="after")
+    def backbones_fit(self):
+        # Runs only once every section is valid on its own (pydantic's order).
+        problems = []
+        if self.model.backbone in self.compare.backbones:
+            problems.append(
+                f"compare.backbones lists model.backbone ({self.model.backbone}), which the "
+                f"train_head and finetune stages already train; list only the other backbones")
+        for backbone in dict.fromkeys([self.model.backbone, *self.compare.backbones]):
+            if self.finetune.unfreeze_last > BACKBONE_LAYERS[backbone]:
+                problems.append(
+                    f"finetune.unfreeze_last = {self.finetune.unfreeze_last} is larger than "
+                    f"{backbone}'s {BACKBONE_LAYERS[backbone]} layers; use 1 to "
+                    f"{BACKBONE_LAYERS[backbone]}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _describe(error):
+    lines = []
+    for item in error.errors():
+        key = ".".join("validate" if part == "validate_" else str(part) for part in item["loc"])
+        if item["type"] == "missing":
+            lines.append(f"'{key}' is missing")
+        elif item["type"] == "extra_forbidden":
+            lines.append(f"'{key}' is not a known key (a typo?)")
+        elif not key:
+            lines.append(item["msg"].removeprefix("Value error, "))
+        else:
+            lines.append(f"'{key}' = {item['input']!r}: {item['msg'].removeprefix('Value error, ')}")
+    return "params.yaml: " + "; ".join(lines)
+
+
+def parse(raw):
+    """The checked params of a params.yaml mapping; ParamError lists everything wrong."""
+    if not isinstance(raw, dict):
+        raise ParamError(f"params.yaml must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamError(_describe(error)) from None
 
 
 def load(path=PARAMS_FILE):
     with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
-def get(params, key, kind, *, low=None, above=None, high=None, choices=None):
-    """Return params[key] (dotted), checked; raise ParamError naming the key otherwise.
-
-    low/high are inclusive bounds, above an exclusive one; choices restricts the value
-    (or every item of a list).
-    """
-    node = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ParamError(f"params.yaml: '{key}' is missing")
-        node = node[part]
-    value = node
-    # YAML 1.1 reads 1e-5 as a string and 3 as an int where a float is meant.
-    if kind is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-        raise ParamError(f"params.yaml: '{key}' must be {names}, got {value!r}")
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and not value:
-        raise ParamError(f"params.yaml: '{key}' must not be empty")
-    for item in items:
-        if choices is not None and item not in choices:
-            raise ParamError(f"params.yaml: '{key}' has {item!r}; choose from {sorted(map(str, choices))}")
-        if low is not None and item < low:
-            raise ParamError(f"params.yaml: '{key}' must be >= {low}, got {item!r}")
-        if above is not None and item <= above:
-            raise ParamError(f"params.yaml: '{key}' must be > {above}, got {item!r}")
-        if high is not None and item > high:
-            raise ParamError(f"params.yaml: '{key}' must be <= {high}, got {item!r}")
-    return value
+        return parse(yaml.safe_load(f) or {})

@@ -1,62 +1,183 @@
 """The two-phase recipe (frozen head, then fine-tuning), shared by the stages and compare.
 
-Each phase is a Keras fit whose per-epoch metrics and plots are logged by dvclive.
+Each phase is one Keras fit: dvclive logs every epoch, EpochBackup lets a killed stage
+resume at its last completed epoch, and EpochRandomness makes each epoch's shuffle,
+augmentation and dropout a function of (seed, epoch) alone, so a resumed run and a
+straight one compute the same thing, and two runs give identical metrics.
 """
+import hashlib
+import json
+import os
+import re
+import shutil
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from catsdogs import params as P
-from catsdogs.data import augmentation, make_dataset, read_split
-from catsdogs.models import (BACKBONES, backbone_spec, build_classifier, compile_binary,
-                             count_params, find_base, unfreeze_top)
+from catsdogs.data import DECODED_DIR, augmentation, eval_dataset, load_decoded, train_dataset
+from catsdogs.models import (backbone_spec, build_classifier, compile_binary, count_params,
+                             find_base, unfreeze_top)
 
-SPLIT_DIR = Path("data/split")
-
-
-def setup(params, backbone=None):
-    """The knobs every training stage shares, checked; seeds every random source."""
-    knobs = SimpleNamespace(
-        backbone=backbone or P.get(params, "model.backbone", str, choices=BACKBONES),
-        weights=P.get(params, "model.weights", (str, type(None)), choices=("imagenet", None)),
-        image_size=P.get(params, "model.image_size", int, low=32),
-        batch_size=P.get(params, "train.batch_size", int, low=1),
-        seed=P.get(params, "train.seed", int),
-    )
-    keras.utils.set_random_seed(knobs.seed)  # Python, NumPy and TensorFlow
-    return knobs
+BACKUP_DIR = Path(".backups")  # not a DVC output: DVC must not delete it before a rerun
 
 
-def split_data(setup, split, *, augment=None, shuffle=False):
-    frame = read_split(SPLIT_DIR / f"{split}.csv")
-    data = make_dataset(frame, setup.image_size, setup.batch_size,
-                        backbone_spec(setup.backbone).preprocess, augment=augment,
-                        shuffle_seed=setup.seed if shuffle else None)
-    return data, len(frame)
+def seed_everything(seed):
+    """Python, NumPy, TensorFlow and Keras seeds, and deterministic TF kernels."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
-def train_phase(model, train_data, val_data, epochs, live_dir, images_per_epoch):
-    """Fit for `epochs`, log every epoch to `live_dir`, and add wall time and throughput.
+def load_split(split):
+    return load_decoded(DECODED_DIR / f"{split}.npz")
 
-    dvclive's summary (live_dir/metrics.json) holds the last epoch's Keras metrics under
-    train/ and eval/: train/accuracy is the training accuracy Keras reports (augmented
-    batches, dropout active). Returns them flat: accuracy, loss, val_accuracy, val_loss.
+
+def eval_data(params, backbone, split):
+    """(batches in file order, labels) of a split, preprocessed for `backbone`."""
+    images, labels = load_split(split)
+    preprocess = backbone_spec(backbone).preprocess
+    return eval_dataset(images, labels, params.train.batch_size, preprocess), labels
+
+
+class EpochRandomness(keras.callbacks.Callback):
+    """As each epoch begins, set the epoch the input pipeline draws its shuffle and
+    augmentation from, and reseed every Keras random layer (dropout) from (seed, epoch),
+    so an epoch's randomness does not depend on how the run got there."""
+
+    def __init__(self, seed, epoch):
+        super().__init__()
+        self.seed, self.epoch = seed, epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        rng = np.random.default_rng([self.seed, epoch])
+        for generator in seed_generators([self.model]):
+            generator.state.assign(np.array([rng.integers(2**31), 0], dtype="int64"))
+
+
+def seed_generators(layers):
+    """Every keras.random.SeedGenerator held by these layers or their sublayers, in order."""
+    found, stack = [], list(reversed(layers))
+    while stack:
+        layer = stack.pop()
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator) and value not in found:
+                found.append(value)
+        stack.extend(reversed(getattr(layer, "layers", [])))
+    return found
+
+
+def run_key(params, *inputs):
+    """What a backup belongs to: all params and the identity of the input files."""
+    digest = hashlib.sha256(params.model_dump_json().encode())
+    for path in inputs:
+        stat = Path(path).stat()
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """After every epoch, the weights and optimizer state, written so a kill -9 at any
+    moment leaves the last completed epoch restorable: the weights file first, then the
+    state file naming it, each via an atomic rename. (keras.callbacks.BackupAndRestore
+    overwrites its files in place; a kill during the write left a torn HDF5 file here.)
+    The state also records the run key, so a backup of other params or data is not used.
     """
+
+    def __init__(self, directory, key):
+        super().__init__()
+        self.directory, self.key = Path(directory), key
+        self.state_file = self.directory / "state.json"
+
+    def completed_epochs(self):
+        """Epochs done by an interrupted run with this key; 0, clearing the rest, if none."""
+        try:
+            state = json.loads(self.state_file.read_text())
+            if state["key"] == self.key and (self.directory / state["weights"]).is_file():
+                return state["epoch"]
+        except (OSError, ValueError, KeyError):
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+        return 0
+
+    def restore(self):
+        state = json.loads(self.state_file.read_text())
+        self.model.optimizer.build(self.model.trainable_variables)  # so its state can load
+        self.model.load_weights(self.directory / state["weights"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        weights = self.directory / f"epoch-{epoch + 1}.weights.h5"
+        partial = self.directory / "partial.weights.h5"
+        self.model.save_weights(partial)
+        os.replace(partial, weights)
+        state = {"key": self.key, "epoch": epoch + 1, "weights": weights.name}
+        (self.directory / "state.partial").write_text(json.dumps(state))
+        os.replace(self.directory / "state.partial", self.state_file)
+        for old in self.directory.glob("epoch-*.weights.h5"):
+            if old != weights:
+                old.unlink()
+
+    def on_train_end(self, logs=None):
+        shutil.rmtree(self.directory, ignore_errors=True)  # finished: nothing to resume
+
+
+def drop_logged_epochs(live_dir, first_epoch):
+    """Remove dvclive rows of epochs a resumed run will redo (logged after the last backup)."""
+    for tsv in Path(live_dir, "plots", "metrics").rglob("*.tsv"):
+        history = pd.read_csv(tsv, sep="\t")
+        history[history["step"] < first_epoch].to_csv(tsv, sep="\t", index=False)
+
+
+def train_phase(model, params, train, val_data, epochs, live_dir, key):
+    """Fit for `epochs` (resuming a killed run with the same key), log every epoch to live_dir.
+
+    `train` is (images, labels, augment). dvclive's summary (live_dir/metrics.json) holds
+    the last epoch's Keras metrics under train/ and eval/: train/accuracy is the training
+    accuracy Keras reports (augmented batches, dropout active). Returns them flat:
+    accuracy, loss, val_accuracy, val_loss, plus seconds and throughput.
+    """
+    images, labels, augment = train
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    train_data = train_dataset(images, labels, params.train.batch_size,
+                               backbone_spec(model_backbone(model)).preprocess, augment,
+                               params.train.seed, epoch)
+    # One flat folder per live_dir: an absolute live_dir must not put the backup inside it.
+    backup = EpochBackup(BACKUP_DIR / re.sub(r"[^\w.-]+", "_", str(live_dir)).strip("_"), key)
+    backup.set_model(model)
+    done = backup.completed_epochs()
+    if done:
+        print(f"{live_dir}: resuming after epoch {done} of {epochs} from {backup.directory}")
+        backup.restore()
+        drop_logged_epochs(live_dir, done)
     # dvc.yaml declares these outputs itself; dvclive must not write dvc.yaml or experiments.
-    with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+    with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=bool(done)) as live:
+        live.step = done
+        callbacks = [EpochRandomness(params.train.seed, epoch),
+                     # dvclive before the backup: a kill between the two redoes that epoch,
+                     # and drop_logged_epochs removes its first record.
+                     DVCLiveCallback(live=live), backup]
         start = time.perf_counter()
-        # shuffle=False: the tf.data pipeline shuffles (seeded); Keras cannot shuffle it anyway.
-        model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=2, shuffle=False,
-                  callbacks=[DVCLiveCallback(live=live)])
+        # shuffle=False: the order comes from EpochRandomness; Keras cannot shuffle it anyway.
+        model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
+                  verbose=2, shuffle=False, callbacks=callbacks)
         seconds = time.perf_counter() - start
         # Throughput counts training images only; the time includes per-epoch validation.
         live.summary["seconds"] = round(seconds, 2)
-        live.summary["train_images_per_second"] = round(images_per_epoch * epochs / seconds, 1)
+        live.summary["train_images_per_second"] = round(
+            len(labels) * (epochs - done) / seconds, 1)
+        live.summary["resumed_after_epoch"] = done
+        live.summary.update(count_params(model))
     return last_epoch(live.summary)
+
+
+def model_backbone(model):
+    return model.name.removesuffix("_classifier")
 
 
 def last_epoch(summary):
@@ -67,42 +188,35 @@ def last_epoch(summary):
     return flat
 
 
-def head_knobs(params):
-    return SimpleNamespace(
-        epochs=P.get(params, "train_head.epochs", int, low=1),
-        learning_rate=P.get(params, "train_head.learning_rate", float, above=0.0),
-        dropout=P.get(params, "train_head.dropout", float, low=0.0, high=0.99))
-
-
-def finetune_knobs(params):
-    return SimpleNamespace(
-        epochs=P.get(params, "finetune.epochs", int, low=1),
-        learning_rate=P.get(params, "finetune.learning_rate", float, above=0.0),
-        unfreeze_last=P.get(params, "finetune.unfreeze_last", int, low=1))
-
-
-def head_phase(params, setup, live_dir):
+def head_phase(params, backbone, live_dir):
     """Frozen base + new head, trained on augmented batches."""
-    knobs = head_knobs(params)
-    keras.utils.set_random_seed(setup.seed)  # each phase starts from the seed, wherever it runs
-    train_data, n_train = split_data(setup, "train", augment=augmentation(params), shuffle=True)
-    val_data, _ = split_data(setup, "val")
-    model = build_classifier(setup.backbone, setup.image_size, setup.weights, knobs.dropout,
-                             setup.seed)
+    knobs = params.train_head
+    seed_everything(params.train.seed)  # each phase starts from the seed, wherever it runs
+    images, labels = load_split("train")
+    val_data, _ = eval_data(params, backbone, "val")
+    model = build_classifier(backbone, params.model.image_size, params.model.weights,
+                             knobs.dropout, params.train.seed)
     compile_binary(model, knobs.learning_rate)
-    print(f"train_head: {setup.backbone}, {n_train} training images, {knobs.epochs} epochs, "
+    print(f"train_head: {backbone}, {len(labels)} training images, {knobs.epochs} epochs, "
           f"{model.count_params():,} parameters")
-    return model, train_phase(model, train_data, val_data, knobs.epochs, live_dir, n_train)
+    key = run_key(params, DECODED_DIR / "train.npz", DECODED_DIR / "val.npz")
+    summary = train_phase(model, params, (images, labels, augmentation(params)), val_data,
+                          knobs.epochs, live_dir, key)
+    return model, summary
 
 
-def finetune_phase(params, setup, model, live_dir):
+def finetune_phase(params, model, live_dir, head_model_file=None):
     """Unfreeze the top of the base (BatchNorm stays frozen), then a low learning rate."""
-    knobs = finetune_knobs(params)
-    keras.utils.set_random_seed(setup.seed)
-    train_data, n_train = split_data(setup, "train", augment=augmentation(params), shuffle=True)
-    val_data, _ = split_data(setup, "val")
+    knobs = params.finetune
+    seed_everything(params.train.seed)
+    backbone = model_backbone(model)
+    images, labels = load_split("train")
+    val_data, _ = eval_data(params, backbone, "val")
     unfreeze_top(find_base(model), knobs.unfreeze_last)
     compile_binary(model, knobs.learning_rate)  # recompiling makes the new trainable flags count
     print(f"finetune: last {knobs.unfreeze_last} base layers unfrozen, "
           f"{count_params(model)['params_trainable']:,} trainable parameters")
-    return train_phase(model, train_data, val_data, knobs.epochs, live_dir, n_train)
+    inputs = [DECODED_DIR / "train.npz", DECODED_DIR / "val.npz"]
+    key = run_key(params, *inputs, *([head_model_file] if head_model_file else []))
+    return train_phase(model, params, (images, labels, augmentation(params)), val_data,
+                       knobs.epochs, live_dir, key)

@@ -11,7 +11,8 @@ from pathlib import Path
 from catsdogs import params as P
 from catsdogs.models import (build_classifier, compile_binary, count_params, find_base,
                              unfreeze_top)
-from catsdogs.training import setup, split_data, train_phase
+from catsdogs.training import (DECODED_DIR, eval_data, load_split, run_key, seed_everything,
+                               train_phase)
 
 MODEL = Path("models/baseline.keras")
 LIVE_DIR = Path("reports/baseline")
@@ -19,21 +20,21 @@ LIVE_DIR = Path("reports/baseline")
 
 def main():
     params = P.load()
-    knobs = setup(params)
-    epochs = P.get(params, "baseline.epochs", int, low=1)
-    learning_rate = P.get(params, "baseline.learning_rate", float, above=0.0)
-
-    train_data, n_train = split_data(knobs, "train", shuffle=True)
-    val_data, _ = split_data(knobs, "val")
-    model = build_classifier(knobs.backbone, knobs.image_size, knobs.weights,
-                             dropout=0.0, seed=knobs.seed)
+    backbone, knobs = params.model.backbone, params.baseline
+    seed_everything(params.train.seed)
+    images, labels = load_split("train")
+    val_data, _ = eval_data(params, backbone, "val")
+    model = build_classifier(backbone, params.model.image_size, params.model.weights,
+                             dropout=0.0, seed=params.train.seed)
     base = find_base(model)
     unfreeze_top(base, len(base.layers))  # every layer but BatchNorm
-    compile_binary(model, learning_rate)
-    print(f"baseline: {knobs.backbone}, {count_params(model)['params_trainable']:,} of "
+    compile_binary(model, knobs.learning_rate)
+    print(f"baseline: {backbone}, {count_params(model)['params_trainable']:,} of "
           f"{model.count_params():,} parameters trainable (all but BatchNorm), "
-          f"{n_train} training images, {epochs} epochs")
-    summary = train_phase(model, train_data, val_data, epochs, LIVE_DIR, n_train)
+          f"{len(labels)} training images, {knobs.epochs} epochs")
+    key = run_key(params, DECODED_DIR / "train.npz", DECODED_DIR / "val.npz")
+    summary = train_phase(model, params, (images, labels, None), val_data, knobs.epochs,
+                          LIVE_DIR, key)
     MODEL.parent.mkdir(parents=True, exist_ok=True)
     model.save(MODEL)
     print(f"baseline: accuracy {summary['accuracy']:.3f}, val_accuracy "

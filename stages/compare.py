@@ -1,56 +1,44 @@
 """Stage compare@<backbone>: the same two-phase recipe with another backbone.
 
 Runs once per entry of compare.backbones (a dvc.yaml matrix), each with its own
-preprocess_input, and records accuracy, size, wall time and throughput.
+preprocess_input, and records accuracy, size, wall time and throughput. model.backbone
+itself is not rerun: compare_report takes its row from train_head, finetune and evaluate.
 """
 import json
 import sys
-import time
 from pathlib import Path
 
 from catsdogs import params as P
-from catsdogs.data import read_split
-from catsdogs.evaluation import binary_metrics, predict_proba
-from catsdogs.models import BACKBONES, count_params
-from catsdogs.training import (SPLIT_DIR, finetune_knobs, finetune_phase, head_phase, setup,
-                               split_data)
+from catsdogs.evaluation import score
+from catsdogs.models import BACKBONES
+from catsdogs.training import finetune_phase, head_phase
 
 RUNS_DIR = Path("reports/compare/runs")
 
 
-def compare(params, backbone, run_dir):
-    knobs = setup(params, backbone)
-    threshold = P.get(params, "evaluate.threshold", float, low=0.0, high=1.0)
-    finetune_knobs(params)  # bad fine-tuning params fail now, not after the head phase
-    model, head = head_phase(params, knobs, run_dir / "head")
-    head_params = count_params(model)
-    finetune = finetune_phase(params, knobs, model, run_dir / "finetune")
-
-    result = {"backbone": backbone, "params_total": head_params["params_total"],
-              "params_trainable_head": head_params["params_trainable"],
-              "params_trainable_finetune": count_params(model)["params_trainable"]}
-    for split in ("val", "test"):
-        data, n_images = split_data(knobs, split)
-        start = time.perf_counter()
-        probabilities = predict_proba(model, data)
-        seconds = time.perf_counter() - start
-        labels = read_split(SPLIT_DIR / f"{split}.csv")["label"]
-        result[f"{split}_accuracy"] = binary_metrics(labels, probabilities, threshold)["accuracy"]
-        if split == "test":  # includes decoding, as a served model would
-            result["predict_images_per_second"] = round(n_images / seconds, 1)
-    result["train_accuracy"] = finetune["accuracy"]
-    for phase, summary in (("head", head), ("finetune", finetune)):
-        result[f"{phase}_seconds"] = summary["seconds"]
-        result[f"{phase}_train_images_per_second"] = summary["train_images_per_second"]
-    return result
+def comparison_row(backbone, head, finetune, val_accuracy, test_accuracy, predict_speed):
+    """One backbone's line of the comparison, from its two phase summaries and its scores."""
+    return {"backbone": backbone, "val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
+            "train_accuracy": finetune["accuracy"], "params_total": head["params_total"],
+            "params_trainable_head": head["params_trainable"],
+            "params_trainable_finetune": finetune["params_trainable"],
+            "head_seconds": head["seconds"], "finetune_seconds": finetune["seconds"],
+            "head_train_images_per_second": head["train_images_per_second"],
+            "finetune_train_images_per_second": finetune["train_images_per_second"],
+            # includes the input pipeline, as a served model would
+            "predict_images_per_second": predict_speed}
 
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in BACKBONES:
         raise SystemExit(f"usage: python -m stages.compare BACKBONE  ({' | '.join(BACKBONES)})")
-    backbone = sys.argv[1]
+    backbone, params = sys.argv[1], P.load()
     run_dir = RUNS_DIR / backbone
-    result = compare(P.load(), backbone, run_dir)
+    model, head = head_phase(params, backbone, run_dir / "head")
+    finetune = finetune_phase(params, model, run_dir / "finetune")
+    scores, _, speed = score(model, params, backbone, ("val", "test"))
+    result = comparison_row(backbone, head, finetune, scores["val"]["accuracy"],
+                            scores["test"]["accuracy"], speed)
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"compare@{backbone}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
 

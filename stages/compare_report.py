@@ -8,8 +8,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from catsdogs import params as P  # noqa: E402
+from catsdogs.training import last_epoch  # noqa: E402
+from stages import evaluate, finetune, train_head  # noqa: E402
+from stages.compare import RUNS_DIR, comparison_row  # noqa: E402
 
-RUNS_DIR = Path("reports/compare/runs")
 OUT = Path("reports/compare")
 COLUMNS = [("backbone", "backbone", "{}"), ("val_accuracy", "val acc", "{:.3f}"),
            ("test_accuracy", "test acc", "{:.3f}"), ("train_accuracy", "train acc (last epoch)", "{:.3f}"),
@@ -20,16 +22,33 @@ COLUMNS = [("backbone", "backbone", "{}"), ("val_accuracy", "val acc", "{:.3f}")
            ("predict_images_per_second", "predict img/s", "{:.0f}")]
 
 
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def main_backbone_row(backbone):
+    """model.backbone went through the same recipe in train_head and finetune: reuse them."""
+    final = read_json(evaluate.OUT / "metrics.json")["final"]
+    return comparison_row(backbone, last_epoch(read_json(train_head.LIVE_DIR / "metrics.json")),
+                          last_epoch(read_json(finetune.LIVE_DIR / "metrics.json")),
+                          final["val"]["accuracy"], final["test"]["accuracy"],
+                          final["predict_images_per_second"])
+
+
 def main():
-    backbones = P.get(P.load(), "compare.backbones", list)
-    results = [json.loads((RUNS_DIR / name / "metrics.json").read_text()) for name in backbones]
+    params = P.load()
+    results = [main_backbone_row(params.model.backbone)]
+    results += [json.loads((RUNS_DIR / name / "metrics.json").read_text())
+                for name in params.compare.backbones]
 
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
              "|" + " --- |" * len(COLUMNS)]
     for result in results:
         lines.append("| " + " | ".join(fmt.format(result[key]) for key, _, fmt in COLUMNS) + " |")
-    lines += ["", "Seconds include per-epoch validation; img/s counts training images. Each backbone "
-              "ran in its own process, one after the other: compare speeds as ratios."]
+    lines += ["", f"{params.model.backbone} (model.backbone) comes from the train_head, finetune and "
+              "evaluate stages; the others from compare@<backbone>, with the same recipe. "
+              "Seconds include per-epoch validation; img/s counts training images. Each run "
+              "was its own process, one after the other: compare speeds as ratios."]
     (OUT / "compare.md").write_text("\n".join(lines) + "\n")
     (OUT / "metrics.json").write_text(json.dumps({r["backbone"]: r for r in results}, indent=2) + "\n")
 

@@ -12,41 +12,30 @@ import keras
 from catsdogs import params as P
 from catsdogs import plots
 from catsdogs.data import read_split
-from catsdogs.evaluation import binary_metrics, predict_proba
-from catsdogs.training import SPLIT_DIR, last_epoch, setup, split_data
+from catsdogs.evaluation import score
+from catsdogs.training import last_epoch, seed_everything
+from stages import baseline, finetune, train_head
+from stages.split import SPLIT_DIR
 
-MODELS = {"final": Path("models/final.keras"), "baseline": Path("models/baseline.keras")}
-LIVE_DIRS = {"head": "reports/train_head", "final": "reports/finetune", "baseline": "reports/baseline"}
+MODELS = {"final": finetune.MODEL, "baseline": baseline.MODEL}
+LIVE_DIRS = {"head": train_head.LIVE_DIR, "final": finetune.LIVE_DIR, "baseline": baseline.LIVE_DIR}
 OUT = Path("reports/evaluate")
-
-
-def evaluate_model(model, knobs, threshold):
-    results, test_probabilities = {}, None
-    for split in ("train", "val", "test"):
-        data, _ = split_data(knobs, split)
-        labels = read_split(SPLIT_DIR / f"{split}.csv")["label"]
-        probabilities = predict_proba(model, data)
-        results[split] = binary_metrics(labels, probabilities, threshold)
-        if split == "test":
-            test_probabilities = probabilities
-    return results, test_probabilities
 
 
 def main():
     params = P.load()
-    knobs = setup(params)
-    threshold = P.get(params, "evaluate.threshold", float, low=0.0, high=1.0)
-    val_min = P.get(params, "evaluate.val_accuracy_min", float, low=0.0, high=1.0)
-    train_max = P.get(params, "evaluate.train_accuracy_max", float, low=0.0, high=1.0)
-    shown = P.get(params, "evaluate.misclassified_shown", int, low=0)
-    class_names = sorted(P.get(params, "validate.classes", list))
+    seed_everything(params.train.seed)
+    targets = params.evaluate
+    class_names = sorted(params.validate_.classes)
     OUT.mkdir(parents=True, exist_ok=True)
 
     metrics, test_probabilities = {}, {}
     for name, path in MODELS.items():
         print(f"evaluate: {name} model ({path})")
-        split_metrics, test_probabilities[name] = evaluate_model(
-            keras.models.load_model(path), knobs, threshold)
+        model = keras.models.load_model(path)  # safe_mode (the default): no code is loaded
+        split_metrics, probabilities, speed = score(model, params, params.model.backbone,
+                                                    ("train", "val", "test"))
+        test_probabilities[name] = probabilities["test"]
         keras_reported = last_epoch(json.loads(Path(LIVE_DIRS[name], "metrics.json").read_text()))
         metrics[name] = {
             "train_accuracy": keras_reported["accuracy"],
@@ -55,13 +44,14 @@ def main():
             "gap_clean_train_val": split_metrics["train"]["accuracy"] - split_metrics["val"]["accuracy"],
             "val": split_metrics["val"],
             "test": split_metrics["test"],
+            "predict_images_per_second": speed,
         }
     final = metrics["final"]
     metrics["targets"] = {
-        "val_accuracy_min": val_min,
-        "val_accuracy_met": final["val"]["accuracy"] > val_min,
-        "train_accuracy_max": train_max,
-        "train_accuracy_met": final["train_accuracy"] < train_max,
+        "val_accuracy_min": targets.val_accuracy_min,
+        "val_accuracy_met": final["val"]["accuracy"] > targets.val_accuracy_min,
+        "train_accuracy_max": targets.train_accuracy_max,
+        "train_accuracy_met": final["train_accuracy"] < targets.train_accuracy_max,
     }
     metrics["targets"]["all_met"] = (metrics["targets"]["val_accuracy_met"]
                                      and metrics["targets"]["train_accuracy_met"])
@@ -71,12 +61,14 @@ def main():
     test = read_split(SPLIT_DIR / "test.csv")
     for name, probabilities in test_probabilities.items():
         test[f"{name}_probability"] = probabilities.round(5)
-        test[f"{name}_predicted"] = [class_names[int(p >= threshold)] for p in probabilities]
+        test[f"{name}_predicted"] = [class_names[int(p >= targets.threshold)]
+                                     for p in probabilities]
     test.to_csv(OUT / "test_predictions.csv", index=False)
 
     histories = {key: plots.read_history(d) for key, d in LIVE_DIRS.items()}
     plots.learning_curves(OUT / "learning_curves.png", histories["head"], histories["final"],
-                          histories["baseline"], val_min, train_max)
+                          histories["baseline"], targets.val_accuracy_min,
+                          targets.train_accuracy_max)
     plots.roc(OUT / "roc.png", {name: (test["label"], test[f"{name}_probability"],
                                        metrics[name]["test"]["roc_auc"]) for name in MODELS})
     plots.confusion(OUT / "confusion_matrix.png",
@@ -85,9 +77,11 @@ def main():
                      for name, m in metrics.items() if name in MODELS}, class_names)
     wrong = test[test["final_predicted"] != test["class"]].copy()
     wrong["probability"] = wrong["final_probability"]
-    wrong["confidence"] = (wrong["probability"] - threshold).abs()
+    wrong["confidence"] = (wrong["probability"] - targets.threshold).abs()
     plots.misclassified_grid(OUT / "misclassified.png",
-                             wrong.sort_values("confidence", ascending=False).head(shown), class_names)
+                             wrong.sort_values("confidence", ascending=False)
+                             .head(targets.misclassified_shown),
+                             class_names)
 
     (OUT / "summary.md").write_text(summary_table(metrics))
     print((OUT / "summary.md").read_text())

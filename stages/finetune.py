@@ -4,7 +4,7 @@ from pathlib import Path
 import keras
 
 from catsdogs import params as P
-from catsdogs.training import finetune_phase, setup
+from catsdogs.training import finetune_phase
 
 HEAD_MODEL = Path("models/head.keras")
 MODEL = Path("models/final.keras")
@@ -13,9 +13,8 @@ LIVE_DIR = Path("reports/finetune")
 
 def main():
     params = P.load()
-    knobs = setup(params)
-    model = keras.models.load_model(HEAD_MODEL)
-    summary = finetune_phase(params, knobs, model, LIVE_DIR)
+    model = keras.models.load_model(HEAD_MODEL)  # safe_mode (the default): no code is loaded
+    summary = finetune_phase(params, model, LIVE_DIR, HEAD_MODEL)
     model.save(MODEL)
     print(f"finetune: accuracy {summary['accuracy']:.3f}, val_accuracy "
           f"{summary['val_accuracy']:.3f}, {summary['seconds']:.0f} s -> {MODEL}")

@@ -31,14 +31,13 @@ def stratified_split(pool, val_fraction, seed):
 
 def main():
     params = P.load()
-    val_fraction = P.get(params, "split.val_fraction", float, low=0.01, high=0.99)
-    seed = P.get(params, "split.seed", int)
-    classes = sorted(P.get(params, "validate.classes", list))
-    if len(classes) != 2:  # one sigmoid unit: labels must be 0 and 1
-        raise SystemExit(f"split: the classifier is binary; validate.classes must name "
-                         f"exactly 2 classes, got {classes}")
+    val_fraction, seed = params.split.val_fraction, params.split.seed
+    classes = sorted(params.validate_.classes)  # exactly 2: the params schema checks it
+    if not MANIFEST.is_file():
+        raise SystemExit(f"split: {MANIFEST} does not exist; run the validate stage first")
 
-    manifest = pd.read_csv(MANIFEST)
+    # keep_default_na=False: a class folder named "NA" or "null" stays a name.
+    manifest = pd.read_csv(MANIFEST, keep_default_na=False)
     manifest["label"] = manifest["class"].map({name: i for i, name in enumerate(classes)})
     train, val = stratified_split(manifest[manifest["split"] == "train"], val_fraction, seed)
     splits = {"train": train, "val": val, "test": manifest[manifest["split"] == "validation"]}

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from catsdogs import params as P
-from catsdogs.training import head_phase, setup
+from catsdogs.training import head_phase
 
 MODEL = Path("models/head.keras")
 LIVE_DIR = Path("reports/train_head")
@@ -10,7 +10,7 @@ LIVE_DIR = Path("reports/train_head")
 
 def main():
     params = P.load()
-    model, summary = head_phase(params, setup(params), LIVE_DIR)
+    model, summary = head_phase(params, params.model.backbone, LIVE_DIR)
     MODEL.parent.mkdir(parents=True, exist_ok=True)
     model.save(MODEL)
     print(f"train_head: accuracy {summary['accuracy']:.3f}, val_accuracy "

@@ -1,49 +1,28 @@
-"""Checked params, split files, and the tf.data input (order, seeds, preprocessing, augmentation)."""
+"""Split files, the one image decoder, decoded arrays on disk, and the tf.data input
+(file order, seeded shuffles per epoch, preprocessing, stateless augmentation)."""
+import copy
+import io
+
 import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
+import yaml
+from PIL import Image
 
-from catsdogs.data import augmentation, make_dataset, read_split
-from catsdogs.params import ParamError, get
-from conftest import make_dataset as make_image_folders
+from catsdogs import params as P
+from catsdogs.data import (Augmentation, augmentation, decode_files, decode_image,
+                           eval_dataset, load_decoded, read_split, save_decoded,
+                           train_dataset)
+from conftest import ROOT
 
-SIZE = 32
 PREPROCESS = keras.applications.mobilenet_v2.preprocess_input
-AUGMENT = {"rotation_degrees": 20, "shift_fraction": 0.2, "horizontal_flip": True}
-NO_AUGMENT = {"rotation_degrees": 0, "shift_fraction": 0, "horizontal_flip": False}
+COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-# ---- catsdogs.params.get ----------------------------------------------------------------
-
-PARAMS = {"train": {"epochs": 3, "lr": "1e-5", "flag": True, "rate": 0.3, "zero": 0.0},
-          "validate": {"classes": ["cats", "dogs"], "empty": []}}
-
-
-def test_get_reads_dotted_keys_and_accepts_yaml_strings_and_ints_as_floats():
-    assert get(PARAMS, "train.epochs", int, low=1, high=3) == 3
-    assert get(PARAMS, "train.lr", float) == pytest.approx(1e-5)
-    assert isinstance(get(PARAMS, "train.epochs", float), float)
-    assert get(PARAMS, "validate.classes", list, choices=("cats", "dogs")) == ["cats", "dogs"]
-
-
-@pytest.mark.parametrize("key, kind, options, message", [
-    ("train.missing", int, {}, "'train.missing' is missing"),
-    ("train.epochs.deeper", int, {}, "'train.epochs.deeper' is missing"),
-    ("train.lr", int, {}, "'train.lr' must be int"),
-    ("train.flag", int, {}, "'train.flag' must be int"),       # True is an int to Python
-    ("train.flag", float, {}, "'train.flag' must be float"),
-    ("train.epochs", bool, {}, "'train.epochs' must be bool"),
-    ("train.epochs", int, {"low": 4}, "'train.epochs' must be >= 4"),
-    ("train.rate", float, {"high": 0.2}, "'train.rate' must be <= 0.2"),
-    ("train.zero", float, {"above": 0.0}, "'train.zero' must be > 0.0"),
-    ("train.epochs", int, {"choices": (1, 2)}, "'train.epochs' has 3"),
-    ("validate.classes", list, {"choices": ("cats", "birds")}, "'validate.classes' has 'dogs'"),
-    ("validate.empty", list, {}, "'validate.empty' must not be empty"),
-])
-def test_get_rejects_bad_values_naming_the_key(key, kind, options, message):
-    with pytest.raises(ParamError, match=message):
-        get(PARAMS, key, kind, **options)
+def identity(x):
+    return x
 
 
 # ---- read_split ------------------------------------------------------------------------
@@ -63,84 +42,322 @@ def test_read_split_rejects_missing_columns_and_empty_files_naming_the_file(tmp_
         read_split(zero_bytes)
 
 
-# ---- make_dataset ----------------------------------------------------------------------
+def test_read_split_returns_the_rows_in_file_order(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("path,label,class\nb.jpg,1,dogs\na.jpg,0,cats\n")
+    frame = read_split(good)
+    assert list(frame["path"]) == ["b.jpg", "a.jpg"]
+    assert list(frame["label"]) == [1, 0]
+
+
+# ---- decode_image ----------------------------------------------------------------------
+
+def png_bytes(tmp_path, name, array, mode=None):
+    path = tmp_path / name
+    image = Image.fromarray(array, mode) if mode else Image.fromarray(array)
+    image.save(path, format="PNG")
+    return path.read_bytes()
+
+
+def variants(tmp_path):
+    """(bytes, expected uint8 RGB) of a 12x20 grayscale, RGBA and 16-bit grayscale PNG."""
+    gray = np.arange(12 * 20, dtype=np.uint8).reshape(12, 20)
+    rgba = np.random.default_rng(0).integers(0, 256, (12, 20, 4), dtype=np.uint8)
+    gray16 = gray.astype(np.uint16) * 257           # 8-bit value v is v * 257 in 16 bits
+    return {
+        "grayscale": (png_bytes(tmp_path, "gray.png", gray), np.stack([gray] * 3, axis=-1)),
+        "rgba": (png_bytes(tmp_path, "rgba.png", rgba), rgba[..., :3]),
+        "16-bit": (png_bytes(tmp_path, "gray16.png", gray16), np.stack([gray] * 3, axis=-1)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "rgba", "16-bit"])
+def test_decode_image_gives_uint8_rgb_whatever_the_file_holds(tmp_path, kind):
+    data, expected = variants(tmp_path)[kind]
+    if kind == "16-bit":
+        assert Image.open(io.BytesIO(data)).mode.startswith("I")  # really a 16-bit file
+    image = decode_image(data).numpy()
+    assert image.dtype == np.uint8 and image.shape == (12, 20, 3)
+    np.testing.assert_allclose(image.astype(int), expected.astype(int), atol=1)
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "rgba", "16-bit"])
+def test_decode_image_with_a_size_gives_a_square_uint8_image(tmp_path, kind):
+    data, _ = variants(tmp_path)[kind]
+    image = decode_image(data, 16)
+    assert image.shape == (16, 16, 3)
+    assert image.dtype == tf.uint8
+    # Bilinear resize of the full decode, rounded to the nearest value (not truncated).
+    resized = tf.image.resize(decode_image(data), [16, 16]).numpy()
+    np.testing.assert_array_equal(image.numpy(), np.clip(np.round(resized), 0, 255))
+
+
+# ---- decode_files, save_decoded, load_decoded -------------------------------------------
+
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255),
+           (255, 0, 255), (10, 20, 30), (200, 100, 50), (128, 128, 128), (0, 0, 0),
+           (255, 255, 255), (90, 180, 45)]
+
 
 @pytest.fixture
-def split_frame(tmp_path):
-    """Five reddish cats and five bluish dogs, interleaved: cat.0, dog.0, cat.1, ..."""
-    root = make_image_folders(tmp_path / "images", per_class={"train": 5})
-    paths = [root / "train" / f"{c}s" / f"{c}.{i}.jpg" for i in range(5) for c in ("cat", "dog")]
-    return pd.DataFrame({"path": [str(p) for p in paths],
-                         "label": [int(p.parent.name == "dogs") for p in paths],
-                         "class": [p.parent.name for p in paths]})
+def solid_files(tmp_path):
+    """Twelve solid-colour PNGs of different sizes, listed in a non-alphabetical order."""
+    paths = []
+    for i, colour in enumerate(COLOURS):
+        path = tmp_path / "images" / f"{(7 * i) % 12:02d}.png"   # names out of list order
+        path.parent.mkdir(exist_ok=True)
+        size = (10 + i, 24 - i)
+        Image.fromarray(np.full((size[1], size[0], 3), colour, dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    labels = [float(i % 2) for i in range(len(paths))]
+    return paths, labels
+
+
+def test_decode_files_keeps_the_order_given(solid_files):
+    paths, _ = solid_files
+    images = decode_files(pd.Series(paths), 16)      # the decode stage passes a column
+    assert images.shape == (len(paths), 16, 16, 3) and images.dtype == np.uint8
+    expected = np.broadcast_to(np.array(COLOURS, dtype=np.uint8)[:, None, None, :],
+                               images.shape)
+    np.testing.assert_array_equal(images, expected)
+
+
+def test_saved_decoded_arrays_load_back_unchanged(solid_files, tmp_path):
+    paths, labels = solid_files
+    images = decode_files(paths, 16)
+    path = tmp_path / "train.npz"
+    save_decoded(path, images, pd.Series(labels))
+    loaded_images, loaded_labels = load_decoded(path)
+    np.testing.assert_array_equal(loaded_images, images)
+    assert loaded_images.dtype == np.uint8
+    np.testing.assert_array_equal(loaded_labels, np.array(labels, dtype=np.float32))
+    assert loaded_labels.dtype == np.float32
+    # Colour i is still at row i, with label i % 2.
+    np.testing.assert_array_equal(loaded_images[:, 0, 0], np.array(COLOURS, dtype=np.uint8))
+
+
+def test_load_decoded_refuses_pickled_object_arrays(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, images=np.array([{"a": 1}, None], dtype=object),
+             labels=np.zeros(2, dtype=np.float32))
+    with pytest.raises(ValueError):
+        load_decoded(path)
+
+
+# ---- eval_dataset ----------------------------------------------------------------------
+
+def numbered(count, size=8):
+    """Image i is filled with the value 10 * i (unique per image); label i is 100 + i."""
+    images = np.stack([np.full((size, size, 3), 10 * i, dtype=np.uint8) for i in range(count)])
+    return images, np.arange(100, 100 + count, dtype=np.float32)
 
 
 def one_pass(dataset):
-    """(images, labels) of one pass over the dataset, batches concatenated."""
-    batches = list(dataset)
-    return (np.concatenate([x.numpy() for x, _ in batches]),
-            np.concatenate([y.numpy() for _, y in batches]))
+    batches = [(x.numpy(), y.numpy()) for x, y in dataset]
+    return batches, (np.concatenate([x for x, _ in batches]),
+                     np.concatenate([y for _, y in batches]))
 
 
-def red_minus_blue(images):
-    return images[..., 0].mean(axis=(1, 2)) - images[..., 2].mean(axis=(1, 2))
+def ids(images):
+    """The number of each image of numbered() (asserting it is still uniform)."""
+    flat = images.reshape(len(images), -1)
+    assert (flat == flat[:, :1]).all()
+    return np.round(flat[:, 0] / 10).astype(int)
 
 
-def test_batches_have_the_image_size_and_labels_follow_the_file_order(split_frame):
-    dataset = make_dataset(split_frame, SIZE, 4, PREPROCESS)
-    shapes = [(tuple(x.shape), tuple(y.shape)) for x, y in dataset]
-    assert shapes == [((4, SIZE, SIZE, 3), (4,))] * 2 + [((2, SIZE, SIZE, 3), (2,))]
-    images, labels = one_pass(dataset)
-    np.testing.assert_array_equal(labels, split_frame["label"].to_numpy())
-    # Each image stays with its own label: cats are the reddish ones.
-    np.testing.assert_array_equal(red_minus_blue(images) > 0, labels == 0)
+def test_eval_dataset_batches_in_file_order_with_labels_aligned():
+    images, labels = numbered(10)
+    batches, (out, out_labels) = one_pass(eval_dataset(images, labels, 4, identity))
+    assert [x.shape[0] for x, _ in batches] == [4, 4, 2]
+    assert all(x.dtype == np.float32 for x, _ in batches)
+    np.testing.assert_array_equal(ids(out), np.arange(10))
+    np.testing.assert_array_equal(out_labels, labels)
 
 
-def test_same_shuffle_seed_same_order_and_images_keep_their_labels(split_frame):
-    first, labels = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS, shuffle_seed=7))
-    again, _ = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS, shuffle_seed=7))
-    other, _ = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS, shuffle_seed=8))
-    unshuffled, _ = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS))
-    np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, other)
-    assert not np.array_equal(first, unshuffled)
-    np.testing.assert_array_equal(red_minus_blue(first) > 0, labels == 0)
+def test_eval_dataset_applies_the_preprocessing():
+    images = np.stack([np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8),
+                       np.full((8, 8, 3), 51, np.uint8)])
+    _, (out, _) = one_pass(eval_dataset(images, np.zeros(3, np.float32), 2, PREPROCESS))
+    # mobilenet_v2 maps [0, 255] to [-1, 1]; a stray 1/255 rescale would squeeze to ~-1.
+    np.testing.assert_allclose(out[0], -1.0, atol=1e-6)
+    np.testing.assert_allclose(out[1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(out[2], 51 / 127.5 - 1, atol=1e-6)
 
 
-def test_mobilenet_v2_preprocessing_spans_minus_one_to_one(split_frame):
-    images, _ = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS))
-    assert images.min() >= -1.0 and images.max() <= 1.0
-    # A stray 1/255 rescale before preprocess_input would squeeze everything near -1.
-    assert images.min() < -0.5 and images.max() > 0.5
+# ---- train_dataset without augmentation ------------------------------------------------
+
+def epoch_variable(value=0):
+    return tf.Variable(value, dtype=tf.int64, trainable=False)
 
 
-def augment_params(augment):
-    return {"train": {"seed": 1}, "augment": dict(augment)}
+def order_of(dataset):
+    """The image numbers of one pass, checking each image carries its own label."""
+    batches, (out, labels) = one_pass(dataset)
+    numbers = ids(out)
+    np.testing.assert_array_equal(labels, 100 + numbers)
+    return numbers, [x.shape[0] for x, _ in batches]
 
 
-def test_augmentation_changes_training_images_and_plain_data_is_stable(split_frame):
-    plain = make_dataset(split_frame, SIZE, 4, PREPROCESS)
-    plain_images, _ = one_pass(plain)
-    np.testing.assert_array_equal(plain_images, one_pass(plain)[0])
-    augmented = make_dataset(split_frame, SIZE, 4, PREPROCESS,
-                             augment=augmentation(augment_params(AUGMENT)))
-    first_epoch, labels = one_pass(augmented)
-    second_epoch, _ = one_pass(augmented)
-    np.testing.assert_array_equal(labels, split_frame["label"].to_numpy())
-    assert not np.allclose(first_epoch, plain_images, atol=1e-3)
-    assert not np.allclose(first_epoch, second_epoch, atol=1e-3)  # fresh draws each epoch
+def test_train_dataset_yields_each_image_once_with_its_label():
+    images, labels = numbered(13)
+    dataset = train_dataset(images, labels, 4, identity, None, 1, epoch_variable())
+    assert dataset.cardinality().numpy() == 4
+    order, sizes = order_of(dataset)
+    assert sizes == [4, 4, 4, 1]
+    assert sorted(order) == list(range(13))
+    assert list(order) != list(range(13))          # shuffled
 
 
-def test_zero_augment_params_give_an_identity_pipeline(split_frame):
-    augment = augmentation(augment_params(NO_AUGMENT))
-    assert augment is None or augment.layers == []
-    plain_images, _ = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS))
-    images, _ = one_pass(make_dataset(split_frame, SIZE, 4, PREPROCESS, augment=augment))
-    np.testing.assert_array_equal(images, plain_images)
+def test_train_dataset_order_is_a_function_of_seed_and_epoch():
+    images, labels = numbered(13)
+    epoch = epoch_variable()
+    dataset = train_dataset(images, labels, 4, identity, None, 1, epoch)
+    first, _ = order_of(dataset)
+    again, _ = order_of(dataset)
+    np.testing.assert_array_equal(first, again)     # same (seed, epoch): same order
+    epoch.assign(1)
+    next_epoch, _ = order_of(dataset)               # the variable is read per pass
+    assert list(next_epoch) != list(first)
+    assert sorted(next_epoch) == list(range(13))
+    epoch.assign(0)
+    np.testing.assert_array_equal(order_of(dataset)[0], first)   # back: the same again
+    other_seed, _ = order_of(train_dataset(images, labels, 4, identity, None, 2,
+                                           epoch_variable()))
+    assert list(other_seed) != list(first)
+    # A fresh pipeline with the same (seed, epoch), as after a resume: the same order.
+    np.testing.assert_array_equal(
+        order_of(train_dataset(images, labels, 4, identity, None, 1, epoch_variable()))[0],
+        first)
 
 
-def test_augmentation_rejects_out_of_range_knobs():
-    with pytest.raises(ParamError, match="augment.rotation_degrees"):
-        augmentation(augment_params({**AUGMENT, "rotation_degrees": 200}))
-    with pytest.raises(ParamError, match="augment.shift_fraction"):
-        augmentation(augment_params({**AUGMENT, "shift_fraction": -0.1}))
+def test_train_dataset_applies_the_preprocessing():
+    images, labels = numbered(4)
+    images[0] = 0
+    images[3] = 255
+    _, (out, _) = one_pass(train_dataset(images, labels, 2, PREPROCESS, None, 0,
+                                         epoch_variable()))
+    assert out.dtype == np.float32
+    assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(1.0)
+
+
+# ---- Augmentation ----------------------------------------------------------------------
+
+def augment_from(**knobs):
+    raw = copy.deepcopy(COMMITTED)
+    raw["augment"].update(knobs)
+    return augmentation(P.parse(raw))
+
+
+def test_augmentation_is_none_when_every_part_is_off_and_built_otherwise():
+    assert augment_from(rotation_degrees=0, shift_fraction=0, horizontal_flip=False) is None
+    for knobs in ({"rotation_degrees": 10, "shift_fraction": 0, "horizontal_flip": False},
+                  {"rotation_degrees": 0, "shift_fraction": 0.1, "horizontal_flip": False},
+                  {"rotation_degrees": 0, "shift_fraction": 0, "horizontal_flip": True}):
+        assert isinstance(augment_from(**knobs), Augmentation), knobs
+
+
+def noise_batch(count=32, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(0, 255, (count, size, size, 3)).astype(np.float32))
+
+
+def seed_tensor(a, b=0):
+    return tf.constant([a, b], dtype=tf.int64)
+
+
+def test_flip_only_gives_the_image_or_its_exact_mirror_and_both_occur():
+    augment = augment_from(rotation_degrees=0, shift_fraction=0, horizontal_flip=True)
+    images = noise_batch()
+    out = augment(images, seed_tensor(3)).numpy()
+    source = images.numpy()
+    same = [np.allclose(o, s, atol=1e-3) for o, s in zip(out, source)]
+    mirrored = [np.allclose(o, s[:, ::-1], atol=1e-3) for o, s in zip(out, source)]
+    assert all(a or b for a, b in zip(same, mirrored))
+    assert any(same) and any(mirrored)
+
+
+def test_shift_only_keeps_a_constant_image_constant_and_moves_a_gradient():
+    augment = augment_from(rotation_degrees=0, shift_fraction=0.3, horizontal_flip=False)
+    constant = tf.fill([8, 16, 16, 3], 77.0)
+    out = augment(constant, seed_tensor(5)).numpy()
+    np.testing.assert_allclose(out, 77.0, atol=1e-3)      # reflected borders, no fill value
+    ramp = np.linspace(0, 255, 16, dtype=np.float32)
+    gradient = np.broadcast_to((ramp[None, :, None] + ramp[:, None, None]) / 2,
+                               (16, 16, 3))
+    batch = tf.constant(np.stack([gradient] * 8))
+    moved = augment(batch, seed_tensor(5)).numpy()
+    changed = [not np.allclose(m, gradient, atol=1e-2) for m in moved]
+    assert sum(changed) >= 6          # a zero draw on both axes is vanishingly rare
+
+
+def test_augmentation_is_a_function_of_the_seed():
+    augment = augment_from(rotation_degrees=30, shift_fraction=0.2, horizontal_flip=True)
+    images = noise_batch(8)
+    first = augment(images, seed_tensor(1, 2)).numpy()
+    np.testing.assert_array_equal(first, augment(images, seed_tensor(1, 2)).numpy())
+    assert not np.allclose(first, augment(images, seed_tensor(1, 3)).numpy(), atol=1e-3)
+    assert not np.allclose(first, augment(images, seed_tensor(2, 2)).numpy(), atol=1e-3)
+
+
+def test_extreme_knobs_run_keep_shape_dtype_and_the_value_range():
+    augment = augment_from(rotation_degrees=180, shift_fraction=0.5, horizontal_flip=True)
+    images = noise_batch(16, size=24, seed=4) * (200 / 255) + 20     # values in [20, 220]
+    out = augment(images, seed_tensor(9))
+    assert out.shape == images.shape and out.dtype == tf.float32
+    out = out.numpy()
+    source = images.numpy()
+    assert out.min() >= source.min() - 1e-3 and out.max() <= source.max() + 1e-3
+    assert not np.allclose(out, source, atol=1e-3)
+
+
+# ---- train_dataset with augmentation ---------------------------------------------------
+
+def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(40, dtype=np.float32)
+    augment = augment_from(rotation_degrees=20, shift_fraction=0.2, horizontal_flip=True)
+    epoch = epoch_variable(3)
+    dataset = train_dataset(images, labels, 4, PREPROCESS, augment, 7, epoch)
+    first, (first_images, first_labels) = one_pass(dataset)   # ten batches, mapped in parallel
+    second, _ = one_pass(dataset)
+    assert len(first) == len(second) == 10
+    for (x1, y1), (x2, y2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    # Also from a fresh pipeline (a resumed run) ...
+    fresh, _ = one_pass(train_dataset(images, labels, 4, PREPROCESS, augment, 7,
+                                      epoch_variable(3)))
+    for (x1, _), (x2, _) in zip(first, fresh):
+        np.testing.assert_array_equal(x1, x2)
+    # ... while the images really are augmented, and differ in another epoch.
+    assert sorted(first_labels) == list(range(40))
+    plain = PREPROCESS(images[first_labels.astype(int)].astype(np.float32))
+    assert not np.allclose(first_images, plain, atol=1e-3)
+    epoch.assign(4)
+    _, (other_epoch, _) = one_pass(dataset)
+    assert not np.allclose(other_epoch, first_images, atol=1e-3)
+
+
+def test_each_training_batch_and_epoch_gets_its_own_augmentation_draws():
+    # Sixteen copies of one asymmetric image, one per batch: were the per-batch seed the
+    # same for every batch, every batch would be flipped alike.
+    ramp = np.linspace(0, 255, 8).astype(np.uint8)
+    images = np.broadcast_to(ramp[None, None, :, None], (16, 8, 8, 3)).copy()
+    augment = augment_from(rotation_degrees=0, shift_fraction=0, horizontal_flip=True)
+    epoch = epoch_variable()
+    dataset = train_dataset(images, np.zeros(16, np.float32), 1, identity, augment, 0, epoch)
+    image = images[0].astype(np.float32)
+
+    def flips():
+        _, (out, _) = one_pass(dataset)
+        flipped = [np.allclose(o, image[:, ::-1], atol=1e-3) for o in out]
+        kept = [np.allclose(o, image, atol=1e-3) for o in out]
+        assert all(a or b for a, b in zip(flipped, kept))
+        return flipped
+
+    first = flips()
+    assert any(first) and not all(first)
+    # ... and new draws each epoch (the images are identical, so the shuffle cannot matter).
+    epoch.assign(1)
+    assert flips() != first

@@ -1,12 +1,15 @@
 """Backbones, the head, and the fine-tuning unfreeze (BatchNorm must stay in inference mode)."""
+import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
 import keras
 
 from catsdogs.models import (BACKBONES, WeightsUnavailable, build_base, build_classifier,
-                             find_base, keras_cache_dir, unfreeze_top)
+                             compile_binary, find_base, keras_cache_dir, unfreeze_top)
+from catsdogs.params import BACKBONE_LAYERS
 
 SIZE = 32
 
@@ -82,3 +85,67 @@ def test_missing_imagenet_weights_fail_naming_the_file_and_the_cache(monkeypatch
     with pytest.raises(WeightsUnavailable, match="efficientnet_b0") as error:
         build_base("efficientnet_b0", 224, "imagenet")
     assert expected in str(error.value)
+
+
+def test_the_schema_layer_counts_match_keras():
+    """params.BACKBONE_LAYERS bounds finetune.unfreeze_last; it must be Keras's own count."""
+    assert set(BACKBONE_LAYERS) == set(BACKBONES)
+    actual = {name: len(build_base(name, SIZE, None).layers) for name in sorted(BACKBONES)}
+    assert BACKBONE_LAYERS == actual
+
+
+def all_layers(model):
+    """Every layer, nested models included."""
+    found, stack = [], [model]
+    while stack:
+        layer = stack.pop()
+        found.append(layer)
+        stack.extend(getattr(layer, "layers", []))
+    return found
+
+
+def config_objects(node):
+    """Every dict in a JSON tree."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from config_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from config_objects(value)
+
+
+def test_a_fine_tuned_classifier_saves_as_keras_without_code_and_loads_in_safe_mode(tmp_path):
+    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1)
+    unfreeze_top(find_base(model), 20)
+    compile_binary(model, 1e-3)
+    labels = np.array([0, 1] * 4, dtype="float32")
+    model.fit(random_images(8), labels, epochs=1, batch_size=8, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        config_text = archive.read("config.json").decode()
+    assert "config.json" in names and "model.weights.h5" in names
+    assert not [n for n in names if n.lower().endswith((".pkl", ".pickle"))], names
+    assert "lambda" not in config_text.lower()
+    for obj in config_objects(json.loads(config_text)):
+        # Only Keras's own classes; no serialized function, no Lambda, no user module.
+        assert "function" not in obj, obj
+        assert obj.get("class_name") not in ("Lambda", "function", "__lambda__"), obj
+        assert obj.get("registered_name") not in ("Lambda", "function"), obj
+        if "module" in obj:
+            assert obj["module"] == "keras" or obj["module"].startswith("keras."), obj["module"]
+
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert not [layer for layer in all_layers(loaded) if isinstance(layer, keras.layers.Lambda)]
+    assert len(all_layers(loaded)) == len(all_layers(model))
+    images = random_images(6, seed=1)
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  model.predict(images, verbose=0))
+    # The fine-tuning state survives too: the same layers with weights are trainable.
+    def trainable(m):
+        return {layer.name: layer.trainable for layer in find_base(m).layers if layer.weights}
+    assert 0 < sum(trainable(model).values()) < len(trainable(model))
+    assert trainable(loaded) == trainable(model)

@@ -1,7 +1,8 @@
 """The check on real data: the frozen-head phase with ImageNet weights learns cats vs dogs.
 
 Wrong preprocessing, wrong or missing weights, or broken labels all land near 50%.
-Runs only where the Keras cache already holds the dataset zip and the MobileNetV2 weights.
+Runs only where the Keras cache already holds the dataset zip and the MobileNetV2 weights
+(KERAS_HOME=/path/to/seeded/cache pytest tests/test_real_data.py).
 """
 import re
 import zipfile
@@ -11,8 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from catsdogs import params as P
+from catsdogs.data import DECODED_DIR, decode_files, save_decoded
 from catsdogs.models import keras_cache_dir
-from catsdogs.training import head_phase, setup
+from catsdogs.training import head_phase
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIP = Path(keras_cache_dir()) / "datasets" / "cats_and_dogs_filtered.zip"
@@ -42,17 +45,22 @@ def extract_subset(archive, source_split, count, destination):
 @pytest.mark.skipif(bool(MISSING), reason=f"real data not in the Keras cache "
                     f"(set KERAS_HOME to a seeded cache); missing: {', '.join(MISSING)}")
 def test_frozen_head_on_imagenet_features_separates_real_cats_and_dogs(tmp_path, monkeypatch):
-    split_dir = tmp_path / "data" / "split"
-    split_dir.mkdir(parents=True)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["model"].update(backbone="mobilenet_v2", weights="imagenet", image_size=160)  # = WEIGHTS
+    raw["compare"]["backbones"] = ["mobilenet"]  # anything but model.backbone
+    raw["train_head"]["epochs"] = 2
+    params = P.parse(raw)
+    monkeypatch.chdir(tmp_path)
+    # What stages split + decode would write: data/decoded/<split>.npz in split-file order.
+    DECODED_DIR.mkdir(parents=True)
     with zipfile.ZipFile(ZIP) as archive:
         for split, source_split in (("train", "train"), ("val", "validation")):
             frame = extract_subset(archive, source_split, PER_CLASS[split], tmp_path / "images")
-            frame.to_csv(split_dir / f"{split}.csv", index=False)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"].update(backbone="mobilenet_v2", weights="imagenet", image_size=160)  # = WEIGHTS
-    params["train_head"]["epochs"] = 2
-    monkeypatch.chdir(tmp_path)
+            images = decode_files(frame["path"], params.model.image_size, name=split)
+            save_decoded(DECODED_DIR / f"{split}.npz", images, frame["label"])
 
-    _, summary = head_phase(params, setup(params), tmp_path / "live")
+    # A relative live dir, as the stages use (training keeps backups under .backups/<live dir>).
+    _, summary = head_phase(params, "mobilenet_v2", "live")
 
     assert summary["val_accuracy"] > 0.90, summary
+    assert (tmp_path / "live" / "metrics.json").is_file()

@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from catsdogs import params as P
+from conftest import tiny_params
 from stages import split
 
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256"]
@@ -22,9 +24,10 @@ def write_manifest(directory, per_class=50, test_per_class=10):
 
 
 def run_split(directory, monkeypatch, seed=42, val_fraction=0.2, classes=("dogs", "cats")):
-    (directory / "params.yaml").write_text(yaml.safe_dump({
-        "split": {"val_fraction": val_fraction, "seed": seed},
-        "validate": {"classes": list(classes)}}))
+    params = tiny_params("unused")
+    params["split"].update(val_fraction=val_fraction, seed=seed)
+    params["validate"]["classes"] = list(classes)
+    (directory / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(directory)
     split.main()
     return {name: pd.read_csv(directory / f"data/split/{name}.csv") for name in ("train", "val", "test")}
@@ -68,5 +71,10 @@ def test_a_fraction_that_empties_a_split_is_refused(tmp_path, monkeypatch):
 
 def test_more_than_two_classes_are_refused_by_the_binary_classifier(tmp_path, monkeypatch):
     write_manifest(tmp_path)
-    with pytest.raises(SystemExit, match="exactly 2 classes"):
+    with pytest.raises(P.ParamError, match="'validate.classes'"):
         run_split(tmp_path, monkeypatch, classes=("cats", "dogs", "birds"))
+
+
+def test_a_missing_manifest_says_to_run_validate(tmp_path, monkeypatch):
+    with pytest.raises(SystemExit, match="manifest.csv does not exist; run the validate stage"):
+        run_split(tmp_path, monkeypatch)

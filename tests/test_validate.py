@@ -1,24 +1,35 @@
 """Stage validate on tiny generated image folders: quarantine reasons, outputs, fatal checks."""
 import json
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
+from conftest import tiny_params
 from stages import validate
 
-PARAMS = {"validate": {"classes": ["cats", "dogs"], "formats": ["JPEG", "PNG"],
-                       "min_side_px": 32, "min_images_per_class": 2}}
 SIDE = 40
+
+
+def params_with(**validate_rules):
+    """The committed params (all of them: the schema checks the whole file), with
+    min_images_per_class 2 and any validate rules given."""
+    params = tiny_params("unused")
+    params["validate"].update({"min_images_per_class": 2, **validate_rules})
+    return params
+
+
+PARAMS = params_with()
 
 # Expected quarantine: path -> reason fragments that must all appear.
 QUARANTINED = {
-    "data/raw/train/cats/corrupt.jpg": ["unreadable by Pillow", "not decodable by TensorFlow"],
-    "data/raw/train/cats/tiny.jpg": ["too small (16x16 px)"],
-    "data/raw/train/dogs/anim.gif": ["format GIF not allowed"],
+    # Pillow cannot read its size, so TensorFlow is not asked to decode it.
+    "data/raw/train/cats/corrupt.jpg": ["unreadable by Pillow"],
+    "data/raw/train/dogs/truncated.jpg": ["not decodable by TensorFlow"],
+    "data/raw/train/cats/tiny.jpg": ["too small (16x16 px; validate.min_side_px is 32)"],
+    "data/raw/train/dogs/anim.gif": ["format GIF not allowed (validate.formats is JPEG, PNG)"],
     "data/raw/train/birds/b0.jpg": ["unknown class 'birds'"],
     # train/ sorts before validation/, so the validation copy is the later one.
     "data/raw/validation/cats/dup.jpg": ["duplicate of data/raw/train/cats/c0.jpg"],
@@ -43,11 +54,15 @@ def build_project(root, params=PARAMS):
         for i in range(2):
             save_image(raw / split / cls / f"{cls[0]}{i}.jpg", next(shades))
     (raw / "train" / "cats" / "corrupt.jpg").write_bytes(os.urandom(2048))
+    save_image(raw / "train" / "dogs" / "whole.jpg", next(shades))
+    whole = (raw / "train" / "dogs" / "whole.jpg").read_bytes()
+    (raw / "train" / "dogs" / "whole.jpg").unlink()
+    (raw / "train" / "dogs" / "truncated.jpg").write_bytes(whole[:-10])  # the header survives
     save_image(raw / "train" / "cats" / "tiny.jpg", next(shades), size=16)
     save_image(raw / "train" / "dogs" / "anim.gif", next(shades), fmt="GIF")
     save_image(raw / "train" / "birds" / "b0.jpg", next(shades))
     (raw / "validation" / "cats" / "dup.jpg").write_bytes((raw / "train/cats/c0.jpg").read_bytes())
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return raw
 
 
@@ -79,7 +94,7 @@ def test_quarantines_each_bad_file_with_its_reason(project):
     for path, fragments in QUARANTINED.items():
         for fragment in fragments:
             assert fragment in reasons[path], (path, reasons[path])
-    assert "; " in reasons["data/raw/train/cats/corrupt.jpg"]
+    assert reasons["data/raw/train/cats/corrupt.jpg"] == "unreadable by Pillow"
 
 
 def test_manifest_holds_only_accepted_images_sorted(project):
@@ -135,14 +150,14 @@ def test_missing_class_is_fatal_and_named(tmp_path):
     for image in (raw / "validation" / "dogs").iterdir():
         image.unlink()
     (raw / "validation" / "dogs").rmdir()
-    with pytest.raises(SystemExit, match=r"class 'dogs' missing in data/raw/validation/"):
+    with pytest.raises(SystemExit, match=r"class 'dogs' missing in data/raw/validation/ "
+                                         r"\(no folder data/raw/validation/dogs/\)"):
         run_stage(tmp_path)
     assert (tmp_path / "reports/validate/quarantine.csv").exists()  # reports still written
 
 
 def test_too_few_images_is_fatal_and_named(tmp_path):
-    params = {"validate": {**PARAMS["validate"], "min_images_per_class": 3}}
-    build_project(tmp_path, params)
+    build_project(tmp_path, params_with(min_images_per_class=3))
     with pytest.raises(SystemExit) as failure:
         run_stage(tmp_path)
     message = str(failure.value)
@@ -153,6 +168,21 @@ def test_too_few_images_is_fatal_and_named(tmp_path):
 
 
 def test_missing_raw_folder_is_fatal(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
     with pytest.raises(SystemExit, match="no files under data/raw"):
         run_stage(tmp_path)
+
+
+def test_symbolic_links_in_raw_are_quarantined_unread(tmp_path):
+    # fetch never copies links; a hand-made data/raw may still hold some.
+    raw = build_project(tmp_path)
+    outside = tmp_path / "outside"
+    save_image(outside / "secret.jpg", 3)
+    (raw / "train/cats/link.jpg").symlink_to(outside / "secret.jpg")
+    (raw / "train/dogs/linked_folder").symlink_to(outside, target_is_directory=True)
+    run_stage(tmp_path)
+    quarantine = pd.read_csv(tmp_path / "reports/validate/quarantine.csv", keep_default_na=False)
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    assert reasons["data/raw/train/cats/link.jpg"] == "symbolic link, not followed"
+    assert reasons["data/raw/train/dogs/linked_folder"] == "symbolic link, not followed"
+    assert not any("secret" in path for path in reasons)  # the linked folder was not entered

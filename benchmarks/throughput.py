@@ -1,0 +1,190 @@
+"""Training throughput of four input pipelines on the same data, model and steps.
+
+    KERAS_HOME=/path/to/keras_home python benchmarks/throughput.py [--steps 50]
+
+1. project:  decoded-once uint8 arrays -> stateless parallel augmentation (catsdogs.data)
+2. old:      ImageDataGenerator(...).flow_from_directory, the original experiment's settings
+3. tutorial: image_dataset_from_directory + cache + prefetch, augmentation layers in the model
+4. limit:    the same training step on preprocessed tensors already in memory (pure compute)
+
+For the frozen-head phase and the fine-tune phase, each method trains MobileNetV2 (model.*
+params) for --steps steps after a warm-up, on the cats_and_dogs_filtered train split when
+the Keras cache holds it (else generated JPEGs of similar size). Prints images/s and the
+ratios, and writes benchmarks/results/throughput.json. Op determinism is on, as in the
+pipeline; --no-determinism measures without it (written to throughput-nondeterministic.json).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from catsdogs import params as P  # noqa: E402
+from catsdogs.data import augmentation, decode_files, train_dataset  # noqa: E402
+from catsdogs.models import (backbone_spec, build_classifier, compile_binary, find_base,  # noqa: E402
+                             keras_cache_dir, unfreeze_top)
+from catsdogs.training import seed_everything  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "throughput.json"
+ZIP_NAME = "cats_and_dogs_filtered.zip"
+CLASSES = ("cats", "dogs")
+
+
+def write_images(folder, per_class):
+    """folder/<class>/*.jpg: the real train split if cached, else synthetic 400x350 JPEGs."""
+    archive_path = Path(keras_cache_dir()) / "datasets" / ZIP_NAME
+    if archive_path.is_file():
+        with zipfile.ZipFile(archive_path) as archive:
+            for name in CLASSES:
+                members = sorted(m for m in archive.namelist()
+                                 if m.startswith(f"cats_and_dogs_filtered/train/{name}/")
+                                 and m.endswith(".jpg"))[:per_class]
+                (folder / name).mkdir(parents=True)
+                for member in members:
+                    (folder / name / Path(member).name).write_bytes(archive.read(member))
+        return f"real photos from {archive_path}"
+    rng = np.random.default_rng(0)
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(350, 400, 3), dtype="uint8")
+            Image.fromarray(pixels).save(folder / name / f"{i}.jpg", quality=90)
+    return f"synthetic JPEGs (no {ZIP_NAME} in the Keras cache)"
+
+
+def new_model(params, phase, weights, augment_layers=None):
+    """The stage's model for `phase`; with augment_layers, they run inside the model."""
+    size, backbone = params.model.image_size, params.model.backbone
+    classifier = build_classifier(backbone, size, weights, params.train_head.dropout,
+                                  params.train.seed)
+    if phase == "finetune":
+        unfreeze_top(find_base(classifier), params.finetune.unfreeze_last)
+    model = classifier
+    if augment_layers is not None:  # the tutorial: raw 0-255 images in, everything inside
+        inputs = keras.Input((size, size, 3))
+        x = augment_layers(inputs)
+        model = keras.Model(inputs, classifier(backbone_spec(backbone).preprocess(x)))
+    rate = params.train_head.learning_rate if phase == "head" else params.finetune.learning_rate
+    compile_binary(model, rate)
+    return model
+
+
+def images_per_second(model, data, steps, batch_size):
+    """Steady-state speed: a short warm-up fit (tracing), then `steps` timed steps."""
+    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per measurement")
+    parser.add_argument("--images-per-class", type=int, default=800)
+    parser.add_argument("--no-determinism", action="store_true",
+                        help="leave TF op determinism off (the pipeline turns it on)")
+    args = parser.parse_args()
+    params = P.load()
+    size, batch_size = params.model.image_size, params.train.batch_size
+    spec = backbone_spec(params.model.backbone)
+    weights_file = Path(keras_cache_dir()) / "models" / spec.weights_file.format(size=size)
+    weights = "imagenet" if weights_file.is_file() else None
+    knobs = params.augment
+    if args.no_determinism:
+        keras.utils.set_random_seed(params.train.seed)
+    else:
+        seed_everything(params.train.seed)
+    results_file = RESULTS.with_stem("throughput-nondeterministic") if args.no_determinism \
+        else RESULTS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source = write_images(folder, args.images_per_class)
+        paths = sorted(str(p) for p in folder.rglob("*.jpg"))
+        labels = np.array([float(Path(p).parent.name == CLASSES[1]) for p in paths], "float32")
+        print(f"{len(paths)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
+        images = decode_files(paths, size, name="benchmark")  # what the decode stage stores
+
+        def project():
+            epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+            return train_dataset(images, labels, batch_size, spec.preprocess,
+                                 augmentation(params), params.train.seed, epoch).repeat()
+
+        def old():
+            generator = tf.keras.preprocessing.image.ImageDataGenerator(
+                rotation_range=knobs.rotation_degrees, width_shift_range=knobs.shift_fraction,
+                height_shift_range=knobs.shift_fraction, horizontal_flip=knobs.horizontal_flip,
+                preprocessing_function=spec.preprocess)
+            return generator.flow_from_directory(folder, target_size=(size, size),
+                                                 batch_size=batch_size, class_mode="binary",
+                                                 seed=params.train.seed)
+
+        def tutorial():
+            dataset = keras.utils.image_dataset_from_directory(
+                folder, image_size=(size, size), batch_size=batch_size, label_mode="binary",
+                seed=params.train.seed, verbose=False)
+            dataset = dataset.cache().prefetch(tf.data.AUTOTUNE)
+            for _ in dataset:  # fill the cache: the timed steps are a later epoch
+                pass
+            return dataset.repeat()
+
+        def limit():
+            batches = math.ceil(args.steps / 5)  # a few distinct batches, cycled
+            x = spec.preprocess(images[:batches * batch_size].astype("float32"))
+            y = labels[:batches * batch_size]
+            return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().repeat()
+
+        tutorial_layers = keras.Sequential([
+            keras.layers.RandomFlip("horizontal"),
+            keras.layers.RandomRotation(knobs.rotation_degrees / 360),
+            keras.layers.RandomTranslation(knobs.shift_fraction, knobs.shift_fraction)])
+        results = {}
+        for phase in ("head", "finetune"):
+            for method, data in (("limit", limit), ("project", project), ("old", old),
+                                 ("tutorial", tutorial)):
+                print(f"{phase}: {method} ...", flush=True)
+                model = new_model(params, phase, weights,
+                                  tutorial_layers if method == "tutorial" else None)
+                results[f"{phase}/{method}"] = images_per_second(model, data(), args.steps,
+                                                                 batch_size)
+
+    report = {"setup": {"images": len(paths), "source": source, "weights": weights,
+                        "steps": args.steps, "batch_size": batch_size, "image_size": size,
+                        "backbone": params.model.backbone, "cores": os.cpu_count(),
+                        "op_determinism": not args.no_determinism},
+              "images_per_second": {k: round(v, 1) for k, v in results.items()},
+              "ratios": {}}
+    print(f"\n{'':34} {'images/s':>9}")
+    for name, speed in results.items():
+        print(f"{name:34} {speed:9.1f}")
+    for phase in ("head", "finetune"):
+        speed = {m: results[f"{phase}/{m}"] for m in ("project", "old", "tutorial", "limit")}
+        ratios = {  # epoch-time ratios: > 1 means the project takes longer
+            "project_time_over_limit": speed["limit"] / speed["project"],
+            "project_time_over_old": speed["old"] / speed["project"],
+            "project_time_over_tutorial": speed["tutorial"] / speed["project"]}
+        report["ratios"][phase] = {k: round(v, 3) for k, v in ratios.items()}
+        targets = {"project_time_over_limit": 1.10, "project_time_over_old": 0.5,
+                   "project_time_over_tutorial": 1.0}
+        print(f"\n{phase}: epoch time ratios (target)")
+        for key, value in ratios.items():
+            verdict = "met" if value <= targets[key] else "NOT met"
+            print(f"  {key:28} {value:6.2f}  (<= {targets[key]}: {verdict})")
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n-> {results_file}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The params schema: the committed params.yaml parses, and every rule stops a bad value
+with one message naming the key, the offending value and what is allowed."""
+import copy
+
+import pytest
+import yaml
+
+from catsdogs import params as P
+from conftest import ROOT
+
+COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
+BACKBONE_CHOICES = "'mobilenet_v2', 'mobilenet' or 'efficientnet_b0'"
+
+
+def committed():
+    return copy.deepcopy(COMMITTED)
+
+
+def with_value(dotted, value):
+    """The committed params with one key (section.key) set to `value`."""
+    raw = committed()
+    section, key = dotted.split(".")
+    raw[section][key] = value
+    return raw
+
+
+def param_error(raw):
+    with pytest.raises(P.ParamError) as error:
+        P.parse(raw)
+    return str(error.value)
+
+
+def test_committed_params_parse():
+    params = P.parse(committed())
+    assert isinstance(params, P.Params)
+    assert params.model.backbone == COMMITTED["model"]["backbone"]
+    assert params.validate_.classes == COMMITTED["validate"]["classes"]
+    assert params.finetune.learning_rate == pytest.approx(float(COMMITTED["finetune"]["learning_rate"]))
+
+
+def test_load_reads_params_yaml_from_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert P.load() == P.parse(committed())
+
+
+# (key, bad value, what the message must say is allowed)
+FIELD_RULES = [
+    *[(f"{stage}.epochs", value, allowed)
+      for stage in ("baseline", "train_head", "finetune")
+      for value, allowed in ((0, "greater than or equal to 1"), (-1, "greater than or equal to 1"),
+                             ("10", "valid integer"), (2.5, "valid integer"))],
+    *[(f"{stage}.learning_rate", value, "greater than 0")
+      for stage in ("train_head", "finetune", "baseline") for value in (0, -1e-3)],
+    ("train_head.dropout", -0.1, "greater than or equal to 0"),
+    ("train_head.dropout", 1.0, "less than 1"),
+    ("split.val_fraction", 0, "greater than 0"),
+    ("split.val_fraction", 1, "less than 1"),
+    ("train.batch_size", 0, "greater than or equal to 1"),
+    ("train.batch_size", True, "valid integer"),
+    ("model.backbone", "resnet50", BACKBONE_CHOICES),
+    ("model.image_size", 16, "greater than or equal to 32"),
+    ("validate.classes", ["cats"], "at least 2 items"),
+    ("validate.classes", ["cats", "dogs", "birds"], "at most 2 items"),
+    ("validate.classes", ["cats", "cats"], "distinct"),
+    ("compare.backbones", ["mobilenet", "mobilenet"], "distinct"),
+]
+
+
+@pytest.mark.parametrize("key, value, allowed", FIELD_RULES,
+                         ids=[f"{key}={value!r}" for key, value, _ in FIELD_RULES])
+def test_a_bad_value_is_refused_naming_key_value_and_what_is_allowed(key, value, allowed):
+    message = param_error(with_value(key, value))
+    assert f"'{key}' = {value!r}" in message
+    assert allowed in message
+
+
+def test_an_unknown_backbone_in_compare_is_refused():
+    message = param_error(with_value("compare.backbones", ["mobilenet", "resnet50"]))
+    assert "'compare.backbones.1' = 'resnet50'" in message
+    assert BACKBONE_CHOICES in message
+
+
+@pytest.mark.parametrize("stage", ["train_head", "finetune", "baseline"])
+def test_a_learning_rate_written_as_a_yaml_1_1_string_is_a_float(stage):
+    raw = with_value(f"{stage}.learning_rate", "1e-05")
+    # What YAML 1.1 (PyYAML) makes of an exponent without a dot: a string.
+    assert yaml.safe_load("learning_rate: 1e-05")["learning_rate"] == "1e-05"
+    value = getattr(P.parse(raw), stage).learning_rate
+    assert isinstance(value, float) and value == 1e-05
+
+
+def test_a_learning_rate_string_that_is_no_number_is_refused():
+    message = param_error(with_value("finetune.learning_rate", "fast"))
+    assert "'finetune.learning_rate' = 'fast'" in message and "valid number" in message
+
+
+def test_no_dropout_is_allowed():
+    assert P.parse(with_value("train_head.dropout", 0.0)).train_head.dropout == 0.0
+
+
+def test_compare_may_not_list_the_main_backbone():
+    raw = committed()
+    raw["compare"]["backbones"] = ["mobilenet", raw["model"]["backbone"]]
+    message = param_error(raw)
+    assert "compare.backbones" in message and "model.backbone" in message
+    assert f"({raw['model']['backbone']})" in message
+    assert "only the other backbones" in message
+
+
+@pytest.mark.parametrize("main, compare", [
+    ("mobilenet", ["efficientnet_b0"]),      # the main backbone is the smaller one
+    ("efficientnet_b0", ["mobilenet"]),      # a compared backbone is the smaller one
+], ids=["model.backbone", "compare.backbones"])
+def test_unfreeze_last_cannot_exceed_the_layers_of_any_trained_backbone(main, compare):
+    raw = committed()
+    raw["model"]["backbone"], raw["compare"]["backbones"] = main, compare
+    small = min([main, *compare], key=P.BACKBONE_LAYERS.get)
+    layers = P.BACKBONE_LAYERS[small]
+    raw["finetune"]["unfreeze_last"] = layers  # the whole smaller backbone: allowed
+    assert P.parse(raw).finetune.unfreeze_last == layers
+    raw["finetune"]["unfreeze_last"] = layers + 1
+    message = param_error(raw)
+    assert f"finetune.unfreeze_last = {layers + 1}" in message
+    assert f"{small}'s {layers} layers" in message
+    assert f"1 to {layers}" in message
+
+
+def test_a_typo_in_a_section_is_an_unknown_key():
+    raw = committed()
+    raw["train_head"]["learnig_rate"] = 0.01
+    message = param_error(raw)
+    assert "'train_head.learnig_rate' is not a known key" in message
+
+
+def test_an_unknown_section_is_refused():
+    raw = committed()
+    raw["finetuning"] = {"epochs": 3}
+    assert "'finetuning' is not a known key" in param_error(raw)
+
+
+def test_a_missing_section_is_named():
+    raw = committed()
+    del raw["evaluate"]
+    assert "'evaluate' is missing" in param_error(raw)
+
+
+def test_a_missing_key_is_named():
+    raw = committed()
+    del raw["split"]["seed"]
+    assert "'split.seed' is missing" in param_error(raw)
+
+
+@pytest.mark.parametrize("text, kind", [("- fetch\n- split\n", "list"), ("42\n", "int"),
+                                        ("just words\n", "str")])
+def test_params_yaml_must_be_a_mapping(tmp_path, text, kind):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(P.ParamError, match=f"must be a mapping of sections, got {kind}"):
+        P.load(path)
+
+
+def test_an_empty_params_yaml_names_every_missing_section(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(P.ParamError) as error:
+        P.load(path)
+    for section in COMMITTED:
+        assert f"'{section}' is missing" in str(error.value)
+
+
+def test_several_errors_are_listed_in_one_message():
+    raw = committed()
+    raw["baseline"]["epochs"] = 0
+    raw["train_head"]["dropout"] = 1.0
+    raw["model"]["backbone"] = "resnet50"
+    raw["train"]["batchsize"] = raw["train"].pop("batch_size")
+    del raw["split"]["seed"]
+    message = param_error(raw)
+    expected = ["'baseline.epochs' = 0", "'train_head.dropout' = 1.0", "'model.backbone' = 'resnet50'",
+                "'train.batchsize' is not a known key", "'train.batch_size' is missing",
+                "'split.seed' is missing"]
+    for part in expected:
+        assert part in message
+    assert message.count("; ") == len(expected) - 1, message
+
+
+def test_every_cross_section_problem_is_listed_in_one_message():
+    raw = committed()
+    raw["model"]["backbone"] = "mobilenet_v2"                  # 154 layers
+    raw["compare"]["backbones"] = ["mobilenet", "mobilenet_v2"]  # 86 layers; and the main one
+    raw["finetune"]["unfreeze_last"] = 200
+    message = param_error(raw)
+    assert "only the other backbones" in message
+    assert "mobilenet's 86 layers" in message
+    assert "mobilenet_v2's 154 layers" in message
+
+
+def test_a_stage_stops_on_bad_params_before_touching_data(tmp_path, monkeypatch):
+    import stages.split
+    import stages.train_head
+
+    monkeypatch.chdir(tmp_path)
+    # Control: with good params, both stages get past the check and fail on the missing data
+    # (so a ParamError below can only come from the params check).
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed()))
+    with pytest.raises(SystemExit) as error:
+        stages.split.main()
+    assert not isinstance(error.value, P.ParamError)
+    with pytest.raises(FileNotFoundError):
+        stages.train_head.main()
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("train_head.epochs", 0)))
+    before = sorted(tmp_path.rglob("*"))
+    for stage in (stages.train_head, stages.split):
+        with pytest.raises(P.ParamError, match=r"'train_head\.epochs' = 0"):
+            stage.main()
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
