@@ -92,6 +92,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50, help="timed steps per measurement")
     parser.add_argument("--images-per-class", type=int, default=800)
+    parser.add_argument("--rounds", type=int, default=2, help="the best of these is kept")
     parser.add_argument("--no-determinism", action="store_true",
                         help="leave TF op determinism off (the pipeline turns it on)")
     args = parser.parse_args()
@@ -143,24 +144,26 @@ def main():
             batches = math.ceil(args.steps / 5)  # a few distinct batches, cycled
             x = spec.preprocess(images[:batches * batch_size].astype("float32"))
             y = labels[:batches * batch_size]
-            return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().repeat()
+            return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).repeat()
 
         tutorial_layers = keras.Sequential([
             keras.layers.RandomFlip("horizontal"),
             keras.layers.RandomRotation(knobs.rotation_degrees / 360),
             keras.layers.RandomTranslation(knobs.shift_fraction, knobs.shift_fraction)])
         results = {}
-        for phase in ("head", "finetune"):
-            for method, data in (("limit", limit), ("project", project), ("old", old),
-                                 ("tutorial", tutorial)):
-                print(f"{phase}: {method} ...", flush=True)
-                model = new_model(params, phase, weights,
-                                  tutorial_layers if method == "tutorial" else None)
-                results[f"{phase}/{method}"] = images_per_second(model, data(), args.steps,
-                                                                 batch_size)
+        # The machine's speed drifts: interleave the methods over rounds, keep each best.
+        for round_ in range(args.rounds):
+            for phase in ("head", "finetune"):
+                for method, data in (("limit", limit), ("project", project), ("old", old),
+                                     ("tutorial", tutorial)):
+                    print(f"round {round_ + 1}: {phase}: {method} ...", flush=True)
+                    model = new_model(params, phase, weights,
+                                      tutorial_layers if method == "tutorial" else None)
+                    speed = images_per_second(model, data(), args.steps, batch_size)
+                    results[f"{phase}/{method}"] = max(speed, results.get(f"{phase}/{method}", 0))
 
     report = {"setup": {"images": len(paths), "source": source, "weights": weights,
-                        "steps": args.steps, "batch_size": batch_size, "image_size": size,
+                        "steps": args.steps, "rounds": args.rounds, "batch_size": batch_size, "image_size": size,
                         "backbone": params.model.backbone, "cores": os.cpu_count(),
                         "op_determinism": not args.no_determinism},
               "images_per_second": {k: round(v, 1) for k, v in results.items()},

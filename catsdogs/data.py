@@ -157,3 +157,33 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
                                                                 batch_seed), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return _to_model_input(dataset, preprocess)
+
+
+def view_dataset(images, batch_size, preprocess, augment, seed, view):
+    """Every image once, in file order: the view-th augmented copy of the set (the
+    training augmentation, seeded by (seed + 1, view, batch) apart from training's draws)."""
+    steps = math.ceil(len(images) / batch_size)
+    batches = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
+    views = batches.map(
+        lambda step, x: (augment(tf.cast(x, tf.float32), tf.stack(
+            [tf.constant(seed + 1, tf.int64), view * steps + step])), 0.0),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return _to_model_input(views, preprocess).map(lambda x, _: x)
+
+
+def feature_batches(views, labels, batch_size, seed, epoch):
+    """Epoch e of a head trained on cached features (views: K x N x D): view e mod K,
+    shuffled by (seed, e) as train_dataset shuffles images."""
+    views, labels = tf.constant(views), tf.constant(labels)
+    count = len(labels)
+
+    def epoch_batches(_):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=[seed, epoch.read_value()])
+        view = tf.gather(views, epoch.read_value() % views.shape[0])
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.gather(view, order), tf.gather(labels, order))).batch(batch_size)
+
+    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
+    return dataset.prefetch(tf.data.AUTOTUNE)

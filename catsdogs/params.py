@@ -98,6 +98,7 @@ class TrainHead(Section):
     epochs: Epochs
     learning_rate: LearningRate
     dropout: Annotated[Float, Field(ge=0, lt=1)]
+    feature_views: Annotated[int, Field(ge=0)]
 
 
 class Finetune(Section):

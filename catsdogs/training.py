@@ -20,7 +20,8 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from catsdogs.data import DECODED_DIR, augmentation, eval_dataset, load_decoded, train_dataset
+from catsdogs.data import (DECODED_DIR, augmentation, eval_dataset, feature_batches,
+                           load_decoded, train_dataset, view_dataset)
 from catsdogs.models import (backbone_spec, build_classifier, compile_binary, count_params,
                              find_base, unfreeze_top)
 
@@ -134,19 +135,27 @@ def drop_logged_epochs(live_dir, first_epoch):
         history[history["step"] < first_epoch].to_csv(tsv, sep="\t", index=False)
 
 
-def train_phase(model, params, train, val_data, epochs, live_dir, key):
+def training_batches(params, backbone, augment):
+    """(the train split as epoch-seeded batches, the epoch variable seeding them, images)."""
+    images, labels = load_split("train")
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    batches = train_dataset(images, labels, params.train.batch_size,
+                            backbone_spec(backbone).preprocess, augment, params.train.seed, epoch)
+    return batches, epoch, len(labels)
+
+
+def train_phase(model, params, train, val_data, epochs, live_dir, key, *, counted=None,
+                setup_seconds=0.0):
     """Fit for `epochs` (resuming a killed run with the same key), log every epoch to live_dir.
 
-    `train` is (images, labels, augment). dvclive's summary (live_dir/metrics.json) holds
-    the last epoch's Keras metrics under train/ and eval/: train/accuracy is the training
-    accuracy Keras reports (augmented batches, dropout active). Returns them flat:
-    accuracy, loss, val_accuracy, val_loss, plus seconds and throughput.
+    `train` is (batches, epoch variable, image count), as training_batches returns.
+    dvclive's summary (live_dir/metrics.json) holds the last epoch's Keras metrics under
+    train/ and eval/: train/accuracy is the training accuracy Keras reports (augmented
+    batches, dropout active). Returns them flat: accuracy, loss, val_accuracy, val_loss,
+    plus seconds (setup_seconds included), throughput and the parameter counts of
+    `counted` (default: model).
     """
-    images, labels, augment = train
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    train_data = train_dataset(images, labels, params.train.batch_size,
-                               backbone_spec(model_backbone(model)).preprocess, augment,
-                               params.train.seed, epoch)
+    train_data, epoch, count = train
     # One flat folder per live_dir: an absolute live_dir must not put the backup inside it.
     backup = EpochBackup(BACKUP_DIR / re.sub(r"[^\w.-]+", "_", str(live_dir)).strip("_"), key)
     backup.set_model(model)
@@ -166,13 +175,12 @@ def train_phase(model, params, train, val_data, epochs, live_dir, key):
         # shuffle=False: the order comes from EpochRandomness; Keras cannot shuffle it anyway.
         model.fit(train_data, validation_data=val_data, epochs=epochs, initial_epoch=done,
                   verbose=2, shuffle=False, callbacks=callbacks)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start + setup_seconds
         # Throughput counts training images only; the time includes per-epoch validation.
         live.summary["seconds"] = round(seconds, 2)
-        live.summary["train_images_per_second"] = round(
-            len(labels) * (epochs - done) / seconds, 1)
+        live.summary["train_images_per_second"] = round(count * (epochs - done) / seconds, 1)
         live.summary["resumed_after_epoch"] = done
-        live.summary.update(count_params(model))
+        live.summary.update(count_params(counted or model))
     return last_epoch(live.summary)
 
 
@@ -192,17 +200,46 @@ def head_phase(params, backbone, live_dir):
     """Frozen base + new head, trained on augmented batches."""
     knobs = params.train_head
     seed_everything(params.train.seed)  # each phase starts from the seed, wherever it runs
-    images, labels = load_split("train")
-    val_data, _ = eval_data(params, backbone, "val")
+    val_data, val_labels = eval_data(params, backbone, "val")
     model = build_classifier(backbone, params.model.image_size, params.model.weights,
                              knobs.dropout, params.train.seed)
     compile_binary(model, knobs.learning_rate)
-    print(f"train_head: {backbone}, {len(labels)} training images, {knobs.epochs} epochs, "
-          f"{model.count_params():,} parameters")
+    print(f"train_head: {backbone}, {knobs.epochs} epochs, {model.count_params():,} parameters"
+          + (f", head on cached features of {knobs.feature_views} views"
+             if knobs.feature_views else ""))
     key = run_key(params, DECODED_DIR / "train.npz", DECODED_DIR / "val.npz")
-    summary = train_phase(model, params, (images, labels, augmentation(params)), val_data,
-                          knobs.epochs, live_dir, key)
-    return model, summary
+    if knobs.feature_views:
+        return model, head_on_cached_features(model, params, backbone, (val_data, val_labels),
+                                              live_dir, key)
+    train = training_batches(params, backbone, augmentation(params))
+    return model, train_phase(model, params, train, val_data, knobs.epochs, live_dir, key)
+
+
+def head_on_cached_features(model, params, backbone, val, live_dir, key):
+    """train_head.feature_views = K > 0, opt-in: the frozen base sees K augmented views of
+    each training image once, instead of a fresh view every epoch, and the head (dropout,
+    sigmoid unit) trains on those features, epoch e on view e mod K. Far less base compute,
+    fewer distinct augmentations. The head's layers are the model's own, so the model is
+    trained when this returns.
+    """
+    knobs, batch_size, seed = params.train_head, params.train.batch_size, params.train.seed
+    start = time.perf_counter()
+    features_of = keras.Model(model.inputs, model.get_layer("pool").output)
+    images, labels = load_split("train")
+    preprocess, augment = backbone_spec(backbone).preprocess, augmentation(params)
+    views = np.stack([
+        features_of.predict(view_dataset(images, batch_size, preprocess, augment, seed, view),
+                            verbose=0) for view in range(knobs.feature_views)])
+    val_data, val_labels = val
+    val_features = tf.data.Dataset.from_tensor_slices(
+        (features_of.predict(val_data, verbose=0), val_labels)).batch(batch_size)
+    head = keras.Sequential([layer for layer in model.layers[model.layers.index(
+        model.get_layer("pool")) + 1:]], name="head")
+    compile_binary(head, knobs.learning_rate)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    train = (feature_batches(views, labels, batch_size, seed, epoch), epoch, len(labels))
+    return train_phase(head, params, train, val_features, knobs.epochs, live_dir, key,
+                       counted=model, setup_seconds=time.perf_counter() - start)
 
 
 def finetune_phase(params, model, live_dir, head_model_file=None):
@@ -210,7 +247,6 @@ def finetune_phase(params, model, live_dir, head_model_file=None):
     knobs = params.finetune
     seed_everything(params.train.seed)
     backbone = model_backbone(model)
-    images, labels = load_split("train")
     val_data, _ = eval_data(params, backbone, "val")
     unfreeze_top(find_base(model), knobs.unfreeze_last)
     compile_binary(model, knobs.learning_rate)  # recompiling makes the new trainable flags count
@@ -218,5 +254,5 @@ def finetune_phase(params, model, live_dir, head_model_file=None):
           f"{count_params(model)['params_trainable']:,} trainable parameters")
     inputs = [DECODED_DIR / "train.npz", DECODED_DIR / "val.npz"]
     key = run_key(params, *inputs, *([head_model_file] if head_model_file else []))
-    return train_phase(model, params, (images, labels, augmentation(params)), val_data,
-                       knobs.epochs, live_dir, key)
+    return train_phase(model, params, training_batches(params, backbone, augmentation(params)),
+                       val_data, knobs.epochs, live_dir, key)

@@ -11,8 +11,8 @@ from pathlib import Path
 from catsdogs import params as P
 from catsdogs.models import (build_classifier, compile_binary, count_params, find_base,
                              unfreeze_top)
-from catsdogs.training import (DECODED_DIR, eval_data, load_split, run_key, seed_everything,
-                               train_phase)
+from catsdogs.training import (DECODED_DIR, eval_data, run_key, seed_everything,
+                               train_phase, training_batches)
 
 MODEL = Path("models/baseline.keras")
 LIVE_DIR = Path("reports/baseline")
@@ -22,7 +22,7 @@ def main():
     params = P.load()
     backbone, knobs = params.model.backbone, params.baseline
     seed_everything(params.train.seed)
-    images, labels = load_split("train")
+    train = training_batches(params, backbone, augment=None)
     val_data, _ = eval_data(params, backbone, "val")
     model = build_classifier(backbone, params.model.image_size, params.model.weights,
                              dropout=0.0, seed=params.train.seed)
@@ -31,10 +31,9 @@ def main():
     compile_binary(model, knobs.learning_rate)
     print(f"baseline: {backbone}, {count_params(model)['params_trainable']:,} of "
           f"{model.count_params():,} parameters trainable (all but BatchNorm), "
-          f"{len(labels)} training images, {knobs.epochs} epochs")
+          f"{train[2]} training images, {knobs.epochs} epochs")
     key = run_key(params, DECODED_DIR / "train.npz", DECODED_DIR / "val.npz")
-    summary = train_phase(model, params, (images, labels, None), val_data, knobs.epochs,
-                          LIVE_DIR, key)
+    summary = train_phase(model, params, train, val_data, knobs.epochs, LIVE_DIR, key)
     MODEL.parent.mkdir(parents=True, exist_ok=True)
     model.save(MODEL)
     print(f"baseline: accuracy {summary['accuracy']:.3f}, val_accuracy "
