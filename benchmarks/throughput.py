@@ -186,7 +186,28 @@ def main():
             print(f"  {key:28} {value:6.2f}  (<= {targets[key]}: {verdict})")
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n-> {results_file}")
+    results_file.with_suffix(".md").write_text(markdown(report))
+    print(f"\n-> {results_file} and .md")
+
+
+def markdown(report):
+    """The README's table: images/s per method and phase, and the epoch-time ratios."""
+    setup, speed = report["setup"], report["images_per_second"]
+    lines = [f"{setup['backbone']} {setup['image_size']} px, batch {setup['batch_size']}, "
+             f"{setup['steps']} steps (best of {setup.get('rounds', 1)} rounds), "
+             f"{setup['images']} {'real' if 'real' in setup['source'] else 'synthetic'} images, "
+             f"{setup['cores']} cores, op determinism "
+             f"{'on' if setup.get('op_determinism', True) else 'off'}.", "",
+             "| phase | project img/s | old img/s | tutorial img/s | limit img/s "
+             "| project / limit time (<= 1.10) | project / old time (<= 0.5) "
+             "| project / tutorial time (<= 1.0) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for phase, ratios in report["ratios"].items():
+        lines.append(f"| {phase} | " + " | ".join(
+            f"{speed[f'{phase}/{m}']:.0f}" for m in ("project", "old", "tutorial", "limit"))
+            + f" | {ratios['project_time_over_limit']:.2f} | {ratios['project_time_over_old']:.2f}"
+            f" | {ratios['project_time_over_tutorial']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Copy the committed result tables into README.md, between the RESULTS markers.
+"""Copy the committed result tables into README.md, between the RESULTS and SPEED markers.
 
     python scripts/readme_results.py          # rewrite README.md
     python scripts/readme_results.py --check  # exit 1 if README.md is out of date
@@ -9,26 +9,31 @@ import sys
 from pathlib import Path
 
 README = Path("README.md")
-BEGIN, END = "<!-- RESULTS:BEGIN -->", "<!-- RESULTS:END -->"
-SOURCES = [("Before / after", "reports/evaluate/summary.md"),
-           ("Backbones, same two-phase recipe", "reports/compare/compare.md")]
+BLOCKS = {
+    "RESULTS": [("Before / after", "reports/evaluate/summary.md"),
+                ("Backbones, same two-phase recipe", "reports/compare/compare.md")],
+    "SPEED": [("Wall time and peak memory per stage, full default run",
+               "benchmarks/results/pipeline_time.md"),
+              ("Training throughput by input pipeline", "benchmarks/results/throughput.md")],
+}
 
 
-def results_block():
-    parts = [BEGIN]
-    for title, path in SOURCES:
+def block(name, sources):
+    parts = [f"<!-- {name}:BEGIN -->"]
+    for title, path in sources:
         parts += [f"#### {title}", f"_From `{path}`._", "", Path(path).read_text().strip(), ""]
-    parts.append(END)
+    parts.append(f"<!-- {name}:END -->")
     return "\n".join(parts)
 
 
 def main():
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{README}: markers {BEGIN} / {END} not found")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    updated = head + results_block() + tail
+    text = updated = README.read_text()
+    for name, sources in BLOCKS.items():
+        begin, end = f"<!-- {name}:BEGIN -->", f"<!-- {name}:END -->"
+        if begin not in updated or end not in updated:
+            raise SystemExit(f"{README}: markers {begin} / {end} not found")
+        head, rest = updated.split(begin, 1)
+        updated = head + block(name, sources) + rest.split(end, 1)[1]
     if "--check" in sys.argv:
         if updated != text:
             raise SystemExit(f"{README} results are out of date: run python scripts/readme_results.py")
