@@ -1,4 +1,5 @@
-"""Stage compare_report: one table and one figure over every compare@<backbone> run."""
+"""Stage compare_report: one table and one figure, model.backbone (from train_head,
+finetune and evaluate) beside every compare@<backbone> run."""
 import json
 from pathlib import Path
 
