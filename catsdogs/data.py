@@ -13,6 +13,8 @@ import tensorflow as tf
 
 SPLIT_COLUMNS = ["path", "label", "class"]
 DECODED_DIR = Path("data/decoded")
+# One stream per kind of random draw, folded into every stateless seed: no two draws share one.
+SHUFFLE_STREAM, AUGMENT_STREAM, VIEW_STREAM = 0, 1, 2
 PROGRESS_EVERY = 500  # images between progress lines
 
 
@@ -34,7 +36,7 @@ def decode_image(image_bytes, image_size=None):
 def read_split(csv_path):
     """A split file written by stages/split.py: one row per image (path, label, class)."""
     try:
-        frame = pd.read_csv(csv_path)
+        frame = pd.read_csv(csv_path, keep_default_na=False)  # a class may be named "NA"
     except pd.errors.EmptyDataError:
         raise ValueError(f"{csv_path}: empty file, no images") from None
     missing = [c for c in SPLIT_COLUMNS if c not in frame.columns]
@@ -113,6 +115,12 @@ def augmentation(params):
     return Augmentation(knobs.rotation_degrees, knobs.shift_fraction, knobs.horizontal_flip)
 
 
+def stream_seed(seed, stream, counter):
+    """The stateless seed pair of draw `counter` of `stream`: (seed, counter * 3 + stream)."""
+    return tf.stack([tf.constant(seed, tf.int64),
+                     tf.cast(counter, tf.int64) * 3 + stream])
+
+
 def _to_model_input(dataset, preprocess):
     cast = dataset.map(lambda x, y: (preprocess(tf.cast(x, tf.float32)), y),
                        num_parallel_calls=tf.data.AUTOTUNE)
@@ -139,19 +147,20 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
 
     def batch(step, order):
         indices = order[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
-        batch_seed = tf.stack([tf.cast(seed, tf.int64), epoch.read_value() * steps + step])
+        batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch.read_value() * steps + step)
         return tf.gather(images, indices), tf.gather(labels, indices), batch_seed
 
     def epoch_batches(_):
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=[seed, epoch.read_value()])
+            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM,
+                                                              epoch.read_value()))
         return tf.data.Dataset.range(steps).map(lambda step: batch(step, order))
 
     # One element that expands into the epoch's batches: the order is drawn once per epoch.
     dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))  # for Keras' progress
     if augment is None:
-        dataset = dataset.map(lambda x, y, _: (tf.cast(x, tf.float32), y))
+        dataset = dataset.map(lambda x, y, _: (x, y))
     else:
         dataset = dataset.map(lambda x, y, batch_seed: (augment(tf.cast(x, tf.float32),
                                                                 batch_seed), y),
@@ -161,14 +170,16 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
 
 def view_dataset(images, batch_size, preprocess, augment, seed, view):
     """Every image once, in file order: the view-th augmented copy of the set (the
-    training augmentation, seeded by (seed + 1, view, batch) apart from training's draws)."""
+    training augmentation, with its own stream of seeds), or the images as they are."""
     steps = math.ceil(len(images) / batch_size)
     batches = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
-    views = batches.map(
-        lambda step, x: (augment(tf.cast(x, tf.float32), tf.stack(
-            [tf.constant(seed + 1, tf.int64), view * steps + step])), 0.0),
-        num_parallel_calls=tf.data.AUTOTUNE)
-    return _to_model_input(views, preprocess).map(lambda x, _: x)
+    if augment is not None:
+        batches = batches.map(
+            lambda step, x: (step, augment(tf.cast(x, tf.float32),
+                                           stream_seed(seed, VIEW_STREAM, view * steps + step))),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.map(lambda _, x: preprocess(tf.cast(x, tf.float32)),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def feature_batches(views, labels, batch_size, seed, epoch):
@@ -179,7 +190,8 @@ def feature_batches(views, labels, batch_size, seed, epoch):
 
     def epoch_batches(_):
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=[seed, epoch.read_value()])
+            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM,
+                                                              epoch.read_value()))
         view = tf.gather(views, epoch.read_value() % views.shape[0])
         return tf.data.Dataset.from_tensor_slices(
             (tf.gather(view, order), tf.gather(labels, order))).batch(batch_size)

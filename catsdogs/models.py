@@ -6,23 +6,23 @@ from typing import Callable
 import keras
 from keras.src.backend.config import keras_home  # no public accessor; get_file uses this
 
+from catsdogs.params import IMAGENET_SIZES
+
 
 @dataclass(frozen=True)
 class Backbone:
     constructor: Callable
     preprocess: Callable   # the backbone's own preprocess_input
     weights_file: str      # the no-top ImageNet file Keras looks for in $KERAS_HOME/models
-    imagenet_sizes: tuple = ()  # input sizes with ImageNet weights; () for any
 
 
 BACKBONES = {
     "mobilenet_v2": Backbone(
         keras.applications.MobileNetV2, keras.applications.mobilenet_v2.preprocess_input,
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5",
-        (96, 128, 160, 192, 224)),
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"),
     "mobilenet": Backbone(
         keras.applications.MobileNet, keras.applications.mobilenet.preprocess_input,
-        "mobilenet_1_0_{size}_tf_no_top.h5", (128, 160, 192, 224)),
+        "mobilenet_1_0_{size}_tf_no_top.h5"),
     "efficientnet_b0": Backbone(
         keras.applications.EfficientNetB0, keras.applications.efficientnet.preprocess_input,
         "efficientnetb0_notop.h5"),
@@ -50,8 +50,9 @@ def backbone_spec(name):
 def build_base(name, image_size, weights):
     """The headless backbone; ImageNet weights come from the Keras cache or a download."""
     spec = backbone_spec(name)
-    if weights == "imagenet" and spec.imagenet_sizes and image_size not in spec.imagenet_sizes:
-        raise ValueError(f"{name} has ImageNet weights for input sizes {spec.imagenet_sizes}, "
+    sizes = IMAGENET_SIZES.get(name)
+    if weights == "imagenet" and sizes and image_size not in sizes:
+        raise ValueError(f"{name} has ImageNet weights for input sizes {sizes}, "
                          f"not {image_size}: change model.image_size")
     try:
         return spec.constructor(input_shape=(image_size, image_size, 3),

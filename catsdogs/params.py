@@ -14,6 +14,8 @@ PARAMS_FILE = "params.yaml"
 # Layers of each headless keras.applications backbone (tests check these against Keras);
 # finetune.unfreeze_last cannot exceed them.
 BACKBONE_LAYERS = {"mobilenet_v2": 154, "mobilenet": 86, "efficientnet_b0": 237}
+# Input sizes Keras has ImageNet weights for (absent: any size).
+IMAGENET_SIZES = {"mobilenet_v2": (96, 128, 160, 192, 224), "mobilenet": (128, 160, 192, 224)}
 BackboneName = Literal["mobilenet_v2", "mobilenet", "efficientnet_b0"]
 
 
@@ -147,6 +149,11 @@ class Params(Section):
                 f"compare.backbones lists model.backbone ({self.model.backbone}), which the "
                 f"train_head and finetune stages already train; list only the other backbones")
         for backbone in dict.fromkeys([self.model.backbone, *self.compare.backbones]):
+            sizes = IMAGENET_SIZES.get(backbone)
+            if self.model.weights == "imagenet" and sizes and self.model.image_size not in sizes:
+                problems.append(
+                    f"model.image_size = {self.model.image_size}: {backbone} has ImageNet "
+                    f"weights for sizes {', '.join(map(str, sizes))} only")
             if self.finetune.unfreeze_last > BACKBONE_LAYERS[backbone]:
                 problems.append(
                     f"finetune.unfreeze_last = {self.finetune.unfreeze_last} is larger than "

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -73,9 +74,16 @@ def seed_generators(layers):
     return found
 
 
+CODE_FILES = sorted(Path(__file__).parent.glob("*.py"))
+
+
 def run_key(params, *inputs):
-    """What a backup belongs to: all params and the identity of the input files."""
+    """What a backup belongs to: all params, the code (this package and the running stage)
+    and the identity of the input files. Anything else changed: no resume."""
     digest = hashlib.sha256(params.model_dump_json().encode())
+    stage = getattr(sys.modules["__main__"], "__file__", None)
+    for code in CODE_FILES + ([Path(stage)] if stage else []):
+        digest.update(code.read_bytes())
     for path in inputs:
         stat = Path(path).stat()
         digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -107,9 +115,16 @@ class EpochBackup(keras.callbacks.Callback):
         return 0
 
     def restore(self):
+        """Load the last completed epoch; False (backup cleared) if it cannot be read."""
         state = json.loads(self.state_file.read_text())
         self.model.optimizer.build(self.model.trainable_variables)  # so its state can load
-        self.model.load_weights(self.directory / state["weights"])
+        try:
+            self.model.load_weights(self.directory / state["weights"])
+            return True
+        except (OSError, ValueError) as error:
+            print(f"{self.directory}: backup unreadable ({error}); starting over")
+            shutil.rmtree(self.directory, ignore_errors=True)
+            return False
 
     def on_epoch_end(self, epoch, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -160,10 +175,11 @@ def train_phase(model, params, train, val_data, epochs, live_dir, key, *, counte
     backup = EpochBackup(BACKUP_DIR / re.sub(r"[^\w.-]+", "_", str(live_dir)).strip("_"), key)
     backup.set_model(model)
     done = backup.completed_epochs()
-    if done:
-        print(f"{live_dir}: resuming after epoch {done} of {epochs} from {backup.directory}")
-        backup.restore()
+    if done and backup.restore():
+        print(f"{live_dir}: resumed after epoch {done} of {epochs} from {backup.directory}")
         drop_logged_epochs(live_dir, done)
+    else:
+        done = 0
     # dvc.yaml declares these outputs itself; dvclive must not write dvc.yaml or experiments.
     with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, resume=bool(done)) as live:
         live.step = done
@@ -182,10 +198,6 @@ def train_phase(model, params, train, val_data, epochs, live_dir, key, *, counte
         live.summary["resumed_after_epoch"] = done
         live.summary.update(count_params(counted or model))
     return last_epoch(live.summary)
-
-
-def model_backbone(model):
-    return model.name.removesuffix("_classifier")
 
 
 def last_epoch(summary):
@@ -227,14 +239,16 @@ def head_on_cached_features(model, params, backbone, val, live_dir, key):
     features_of = keras.Model(model.inputs, model.get_layer("pool").output)
     images, labels = load_split("train")
     preprocess, augment = backbone_spec(backbone).preprocess, augmentation(params)
+    # Without augmentation every view would be the same: compute one.
     views = np.stack([
         features_of.predict(view_dataset(images, batch_size, preprocess, augment, seed, view),
-                            verbose=0) for view in range(knobs.feature_views)])
+                            verbose=0) for view in range(knobs.feature_views if augment else 1)])
     val_data, val_labels = val
     val_features = tf.data.Dataset.from_tensor_slices(
         (features_of.predict(val_data, verbose=0), val_labels)).batch(batch_size)
-    head = keras.Sequential([layer for layer in model.layers[model.layers.index(
-        model.get_layer("pool")) + 1:]], name="head")
+    head_layers = model.layers[model.layers.index(model.get_layer("pool")) + 1:]
+    # The Input builds the head now, so a backup can be restored into it before fit.
+    head = keras.Sequential([keras.Input(views.shape[-1:]), *head_layers], name="head")
     compile_binary(head, knobs.learning_rate)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     train = (feature_batches(views, labels, batch_size, seed, epoch), epoch, len(labels))
@@ -242,11 +256,10 @@ def head_on_cached_features(model, params, backbone, val, live_dir, key):
                        counted=model, setup_seconds=time.perf_counter() - start)
 
 
-def finetune_phase(params, model, live_dir, head_model_file=None):
+def finetune_phase(params, backbone, model, live_dir, head_model_file=None):
     """Unfreeze the top of the base (BatchNorm stays frozen), then a low learning rate."""
     knobs = params.finetune
     seed_everything(params.train.seed)
-    backbone = model_backbone(model)
     val_data, _ = eval_data(params, backbone, "val")
     unfreeze_top(find_base(model), knobs.unfreeze_last)
     compile_binary(model, knobs.learning_rate)  # recompiling makes the new trainable flags count

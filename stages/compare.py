@@ -35,7 +35,7 @@ def main():
     backbone, params = sys.argv[1], P.load()
     run_dir = RUNS_DIR / backbone
     model, head = head_phase(params, backbone, run_dir / "head")
-    finetune = finetune_phase(params, model, run_dir / "finetune")
+    finetune = finetune_phase(params, backbone, model, run_dir / "finetune")
     scores, _, speed = score(model, params, backbone, ("val", "test"))
     result = comparison_row(backbone, head, finetune, scores["val"]["accuracy"],
                             scores["test"]["accuracy"], speed)

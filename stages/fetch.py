@@ -219,11 +219,9 @@ def resolve_source(fetch, scratch):
         return path, False
     digest = sha256_of(path)
     print(f"fetch: {path} has sha256 {digest} (set fetch.sha256 to it to pin this file)")
-    if fetch.sha256 and digest != fetch.sha256:
+    if fetch.sha256 and digest != fetch.sha256 and not is_url:  # get_file checked a download
         raise SystemExit(f"fetch: {path} has sha256 {digest}, not the {fetch.sha256} that "
-                         f"fetch.sha256 pins; "
-                         + ("delete it so the next run downloads it again" if is_url
-                            else "use the pinned file or update fetch.sha256"))
+                         f"fetch.sha256 pins; use the pinned file or update fetch.sha256")
     if not zipfile.is_zipfile(path):
         if is_url:  # the usual cause: an interrupted download left in the Keras cache
             raise SystemExit(f"fetch: the cached download {path} is not a complete zip file "

@@ -14,7 +14,7 @@ LIVE_DIR = Path("reports/finetune")
 def main():
     params = P.load()
     model = keras.models.load_model(HEAD_MODEL)  # safe_mode (the default): no code is loaded
-    summary = finetune_phase(params, model, LIVE_DIR, HEAD_MODEL)
+    summary = finetune_phase(params, params.model.backbone, model, LIVE_DIR, HEAD_MODEL)
     model.save(MODEL)
     print(f"finetune: accuracy {summary['accuracy']:.3f}, val_accuracy "
           f"{summary['val_accuracy']:.3f}, {summary['seconds']:.0f} s -> {MODEL}")

@@ -216,3 +216,13 @@ def test_a_stage_stops_on_bad_params_before_touching_data(tmp_path, monkeypatch)
         with pytest.raises(P.ParamError, match=r"'train_head\.epochs' = 0"):
             stage.main()
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_imagenet_weights_need_a_size_keras_has_them_for():
+    raw = committed()
+    raw["model"]["image_size"] = 150
+    message = param_error(raw)
+    assert "model.image_size = 150" in message and "mobilenet_v2" in message
+    assert "160" in message
+    raw["model"]["weights"] = None  # random weights: any size
+    P.parse(raw)

@@ -65,3 +65,34 @@ def test_feature_views_must_not_be_negative(decoded):
     decoded["train_head"]["feature_views"] = -1
     with pytest.raises(P.ParamError, match="'train_head.feature_views' = -1"):
         P.parse(decoded)
+
+
+def test_cached_features_resume_after_an_interruption_and_match_a_straight_run(
+        decoded, monkeypatch):
+    from catsdogs.training import EpochBackup
+
+    _, straight, _ = run_head(decoded, 2, "live_straight")
+    backup_epoch_end = EpochBackup.on_epoch_end
+
+    def stop_after_two_epochs(self, epoch, logs=None):
+        backup_epoch_end(self, epoch, logs)
+        if epoch == 1:  # as a kill right after the second epoch's backup
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpochBackup, "on_epoch_end", stop_after_two_epochs)
+        with pytest.raises(KeyboardInterrupt):
+            run_head(decoded, 2, "live_resumed")
+    _, resumed, summary = run_head(decoded, 2, "live_resumed")
+    assert summary["resumed_after_epoch"] == 2
+    for a, b in zip(straight.get_layer("cat_or_dog").get_weights(),
+                    resumed.get_layer("cat_or_dog").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cached_features_without_augmentation_use_one_plain_view(decoded):
+    decoded["augment"].update(rotation_degrees=0, shift_fraction=0.0, horizontal_flip=False)
+    _, one, _ = run_head(decoded, 1, "live_one")
+    _, three, _ = run_head(decoded, 3, "live_three")  # three identical views: the same head
+    np.testing.assert_array_equal(one.get_layer("cat_or_dog").get_weights()[0],
+                                  three.get_layer("cat_or_dog").get_weights()[0])
