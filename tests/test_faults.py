@@ -106,7 +106,7 @@ def test_killed_stage_resumes_from_its_last_epoch_and_ends_as_a_straight_run(dec
     while logged_epochs(decoded_project) < 2 and repro.poll() is None:
         assert time.monotonic() < deadline, "no epoch finished in 300 s"
         time.sleep(0.05)
-    os.killpg(repro.pid, signal.SIGKILL)  # dvc and the stage, as kill -9 or a power cut would
+    os.killpg(repro.pid, signal.SIGKILL)  # kill -9 of dvc and the stage together
     repro.wait()
     assert repro.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
     assert not (decoded_project / "models/head.keras").exists()
