@@ -121,6 +121,20 @@ def stream_seed(seed, stream, counter):
                      tf.cast(counter, tf.int64) * 3 + stream])
 
 
+def epoch_order(count, seed, epoch):
+    """The shuffled indices 0..count-1 of the epoch `epoch` (a tf.Variable) holds."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM,
+                                                          epoch.read_value()))
+
+
+def one_epoch(epoch_batches, steps):
+    """A dataset of one element that expands into the epoch's `steps` batches, so the
+    order is drawn once per epoch; the cardinality is declared for Keras' progress."""
+    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps))
+
+
 def _to_model_input(dataset, preprocess):
     cast = dataset.map(lambda x, y: (preprocess(tf.cast(x, tf.float32)), y),
                        num_parallel_calls=tf.data.AUTOTUNE)
@@ -151,14 +165,10 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
         return tf.gather(images, indices), tf.gather(labels, indices), batch_seed
 
     def epoch_batches(_):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM,
-                                                              epoch.read_value()))
+        order = epoch_order(count, seed, epoch)
         return tf.data.Dataset.range(steps).map(lambda step: batch(step, order))
 
-    # One element that expands into the epoch's batches: the order is drawn once per epoch.
-    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))  # for Keras' progress
+    dataset = one_epoch(epoch_batches, steps)
     if augment is None:
         dataset = dataset.map(lambda x, y, _: (x, y))
     else:
@@ -189,13 +199,9 @@ def feature_batches(views, labels, batch_size, seed, epoch):
     count = len(labels)
 
     def epoch_batches(_):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM,
-                                                              epoch.read_value()))
+        order = epoch_order(count, seed, epoch)
         view = tf.gather(views, epoch.read_value() % views.shape[0])
         return tf.data.Dataset.from_tensor_slices(
             (tf.gather(view, order), tf.gather(labels, order))).batch(batch_size)
 
-    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(math.ceil(count / batch_size)))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return one_epoch(epoch_batches, math.ceil(count / batch_size)).prefetch(tf.data.AUTOTUNE)

@@ -6,8 +6,8 @@ naming the key, the value and what is allowed, before any heavy work.
 from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      ValidationError, model_validator)
 
 PARAMS_FILE = "params.yaml"
 
@@ -42,6 +42,15 @@ LearningRate = Annotated[Float, Field(gt=0)]
 Seed = Annotated[int, Field(ge=0)]
 
 
+def _distinct(items):
+    if len(set(items)) != len(items):
+        raise ValueError("items must be distinct")
+    return items
+
+
+Distinct = AfterValidator(_distinct)
+
+
 class Section(BaseModel):
     # strict: no silent "10" -> 10 or true -> 1; extra="forbid": a typo is an error, not a no-op.
     model_config = ConfigDict(strict=True, extra="forbid")
@@ -55,18 +64,11 @@ class Fetch(Section):
 
 
 class Validate(Section):
-    classes: Annotated[list[str], Field(min_length=2, max_length=2)]
+    classes: Annotated[list[str], Field(min_length=2, max_length=2), Distinct]
     formats: Annotated[list[str], Field(min_length=1)]
     min_side_px: Annotated[int, Field(ge=1)]
     max_pixels: Annotated[int, Field(ge=1)]
     min_images_per_class: Annotated[int, Field(ge=1)]
-
-    @field_validator("classes")
-    @classmethod
-    def distinct(cls, classes):
-        if len(set(classes)) != len(classes):
-            raise ValueError("class names must be distinct")
-        return classes
 
 
 class Split(Section):
@@ -117,14 +119,7 @@ class Evaluate(Section):
 
 
 class Compare(Section):
-    backbones: Annotated[list[BackboneName], Field(min_length=1)]
-
-    @field_validator("backbones")
-    @classmethod
-    def distinct(cls, backbones):
-        if len(set(backbones)) != len(backbones):
-            raise ValueError("backbones must be distinct")
-        return backbones
+    backbones: Annotated[list[BackboneName], Field(min_length=1), Distinct]
 
 
 class Params(Section):
