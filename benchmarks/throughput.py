@@ -32,8 +32,9 @@ import tensorflow as tf  # noqa: E402
 
 from catsdogs import params as P  # noqa: E402
 from catsdogs.data import augmentation, decode_files, train_dataset  # noqa: E402
-from catsdogs.models import (backbone_spec, build_classifier, compile_binary, find_base,  # noqa: E402
-                             keras_cache_dir, unfreeze_top)
+from catsdogs.models import (BACKBONES, build_classifier, compile_binary, find_base,  # noqa: E402
+                             unfreeze_top)
+from catsdogs.paths import keras_cache  # noqa: E402
 from catsdogs.training import seed_everything  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
@@ -43,7 +44,7 @@ CLASSES = ("cats", "dogs")
 
 def write_images(folder, per_class):
     """folder/<class>/*.jpg: the real train split if cached, else synthetic 400x350 JPEGs."""
-    archive_path = Path(keras_cache_dir()) / "datasets" / ZIP_NAME
+    archive_path = keras_cache() / "datasets" / ZIP_NAME
     if archive_path.is_file():
         with zipfile.ZipFile(archive_path) as archive:
             for name in CLASSES:
@@ -74,7 +75,7 @@ def new_model(params, phase, weights, augment_layers=None):
     if augment_layers is not None:  # the tutorial: raw 0-255 images in, everything inside
         inputs = keras.Input((size, size, 3))
         x = augment_layers(inputs)
-        model = keras.Model(inputs, classifier(backbone_spec(backbone).preprocess(x)))
+        model = keras.Model(inputs, classifier(BACKBONES[backbone].preprocess(x)))
     rate = params.train_head.learning_rate if phase == "head" else params.finetune.learning_rate
     compile_binary(model, rate)
     return model
@@ -98,8 +99,8 @@ def main():
     args = parser.parse_args()
     params = P.load()
     size, batch_size = params.model.image_size, params.train.batch_size
-    spec = backbone_spec(params.model.backbone)
-    weights_file = Path(keras_cache_dir()) / "models" / spec.weights_file.format(size=size)
+    spec = BACKBONES[params.model.backbone]
+    weights_file = keras_cache() / "models" / spec.weights_file.format(size=size)
     weights = "imagenet" if weights_file.is_file() else None
     knobs = params.augment
     if args.no_determinism:
@@ -118,9 +119,10 @@ def main():
         images = decode_files(paths, size, name="benchmark")  # what the decode stage stores
 
         def project():
-            epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-            return train_dataset(images, labels, batch_size, spec.preprocess,
-                                 augmentation(params), params.train.seed, epoch).repeat()
+            augment = augmentation(knobs.rotation_degrees, knobs.shift_fraction,
+                                   knobs.horizontal_flip)
+            return train_dataset(images, labels, batch_size, spec.preprocess, augment,
+                                 params.train.seed).batches.repeat()
 
         def old():
             generator = tf.keras.preprocessing.image.ImageDataGenerator(

@@ -1,20 +1,21 @@
-"""Input: split file lists -> images decoded once (stage decode) -> tf.data batches.
+"""Input: split files -> images decoded once (stage decode) -> tf.data batches.
 
 Decoding and resizing happen once, in the decode stage, into uint8 arrays that every
 training and evaluation stage reuses; augmentation stays on the fly, on training batches.
 """
 import math
-from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-SPLIT_COLUMNS = ["path", "label", "class"]
-DECODED_DIR = Path("data/decoded")
-# One stream per kind of random draw, folded into every stateless seed: no two draws share one.
-SHUFFLE_STREAM, AUGMENT_STREAM, VIEW_STREAM = 0, 1, 2
+from catsdogs import paths
+
+# Every stateless seed is (seed, counter * STREAMS + stream): no two kinds of draw share one.
+# (STREAMS is 3, not 2, so that the draws, and the results, stay those of earlier runs.)
+SHUFFLE_STREAM, AUGMENT_STREAM, STREAMS = 0, 1, 3
 PROGRESS_EVERY = 500  # images between progress lines
 
 
@@ -33,40 +34,34 @@ def decode_image(image_bytes, image_size=None):
     return image
 
 
-def read_split(csv_path):
-    """A split file written by stages/split.py: one row per image (path, label, class)."""
-    try:
-        frame = pd.read_csv(csv_path, keep_default_na=False)  # a class may be named "NA"
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{csv_path}: empty file, no images") from None
-    missing = [c for c in SPLIT_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing columns {missing}; expected {SPLIT_COLUMNS}")
-    if frame.empty:
-        raise ValueError(f"{csv_path}: no images")
-    return frame
+def read_split(split):
+    """data/split/<split>.csv: one row per image (path, label, class), as split wrote it."""
+    return pd.read_csv(paths.SPLIT / f"{split}.csv", keep_default_na=False)  # a class may be "NA"
 
 
-def decode_files(paths, image_size, name="images"):
+def decode_files(files, image_size, name="images"):
     """All files as one uint8 array (N, size, size, 3), in the order given."""
-    files = tf.data.Dataset.from_tensor_slices(list(paths))
-    images = files.map(lambda p: decode_image(tf.io.read_file(p), image_size),
-                       num_parallel_calls=tf.data.AUTOTUNE)  # order is kept (deterministic)
-    decoded = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+    files = list(files)
+    images = tf.data.Dataset.from_tensor_slices(files).map(
+        lambda path: decode_image(tf.io.read_file(path), image_size),
+        num_parallel_calls=tf.data.AUTOTUNE)  # order is kept (deterministic)
+    decoded = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
     for i, image in enumerate(images.as_numpy_iterator()):
         decoded[i] = image
         if (i + 1) % PROGRESS_EVERY == 0:
-            print(f"decode: {name}: {i + 1}/{len(paths)}")
+            print(f"decode: {name}: {i + 1}/{len(files)}")
     return decoded
 
 
-def save_decoded(path, images, labels):
-    np.savez(path, images=images, labels=np.asarray(labels, dtype=np.float32))
+def save_decoded(split, images, labels):
+    paths.DECODED.mkdir(parents=True, exist_ok=True)
+    np.savez(paths.DECODED / f"{split}.npz", images=images,
+             labels=np.asarray(labels, dtype=np.float32))
 
 
-def load_decoded(path):
-    """(images uint8 N x S x S x 3, labels float32 N); plain arrays, no pickle."""
-    with np.load(path, allow_pickle=False) as arrays:
+def load_decoded(split):
+    """(images uint8 N x S x S x 3, labels float32 N) of a split; plain arrays, no pickle."""
+    with np.load(paths.DECODED / f"{split}.npz", allow_pickle=False) as arrays:
         return arrays["images"], arrays["labels"]
 
 
@@ -107,32 +102,15 @@ class Augmentation:
                                                 fill_mode="reflect")
 
 
-def augmentation(params):
-    """The training augmentation from params, or None when every part is switched off."""
-    knobs = params.augment
-    if not (knobs.rotation_degrees or knobs.shift_fraction or knobs.horizontal_flip):
+def augmentation(rotation_degrees, shift_fraction, horizontal_flip):
+    """The training augmentation, or None when every part is switched off."""
+    if not (rotation_degrees or shift_fraction or horizontal_flip):
         return None
-    return Augmentation(knobs.rotation_degrees, knobs.shift_fraction, knobs.horizontal_flip)
+    return Augmentation(rotation_degrees, shift_fraction, horizontal_flip)
 
 
 def stream_seed(seed, stream, counter):
-    """The stateless seed pair of draw `counter` of `stream`: (seed, counter * 3 + stream)."""
-    return tf.stack([tf.constant(seed, tf.int64),
-                     tf.cast(counter, tf.int64) * 3 + stream])
-
-
-def epoch_order(count, seed, epoch):
-    """The shuffled indices 0..count-1 of the epoch `epoch` (a tf.Variable) holds."""
-    return tf.random.experimental.stateless_shuffle(
-        tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM,
-                                                          epoch.read_value()))
-
-
-def one_epoch(epoch_batches, steps):
-    """A dataset of one element that expands into the epoch's `steps` batches, so the
-    order is drawn once per epoch; the cardinality is declared for Keras' progress."""
-    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches)
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(counter, tf.int64) * STREAMS + stream])
 
 
 def _to_model_input(dataset, preprocess):
@@ -147,14 +125,20 @@ def eval_dataset(images, labels, batch_size, preprocess):
     return _to_model_input(dataset, preprocess)
 
 
-def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
-    """One epoch of training batches: shuffled, augmented, preprocessed.
+class TrainingData(NamedTuple):
+    batches: tf.data.Dataset  # one epoch of batches, drawn for the epoch `epoch` holds
+    epoch: tf.Variable        # set as each epoch begins (training.fit does)
+    images: int
+
+
+def train_dataset(images, labels, batch_size, preprocess, augment, seed):
+    """Training batches: shuffled, augmented (unless augment is None), preprocessed.
 
     The shuffle and the augmentation draws are functions of (seed, epoch, batch) alone;
-    `epoch` is a tf.Variable that training.EpochRandomness sets as each epoch begins
-    (Keras opens a new iterator per epoch, after that callback), so an epoch is the same
-    whether a run reached it directly or resumed after a kill.
+    Keras opens a new iterator per epoch, after the epoch variable is set, so an epoch is
+    the same whether a run reached it directly or resumed after a kill.
     """
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     images, labels = tf.constant(images), tf.constant(labels)
     count = len(labels)
     steps = math.ceil(count / batch_size)
@@ -165,43 +149,25 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed, epoch):
         return tf.gather(images, indices), tf.gather(labels, indices), batch_seed
 
     def epoch_batches(_):
-        order = epoch_order(count, seed, epoch)
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64),
+            seed=stream_seed(seed, SHUFFLE_STREAM, epoch.read_value()))
         return tf.data.Dataset.range(steps).map(lambda step: batch(step, order))
 
-    dataset = one_epoch(epoch_batches, steps)
+    # One element that expands into the epoch's batches, so the order is drawn once per
+    # epoch; the cardinality is declared for Keras' progress.
+    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches).apply(
+        tf.data.experimental.assert_cardinality(steps))
     if augment is None:
         dataset = dataset.map(lambda x, y, _: (x, y))
     else:
         dataset = dataset.map(lambda x, y, batch_seed: (augment(tf.cast(x, tf.float32),
                                                                 batch_seed), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    return _to_model_input(dataset, preprocess)
+    return TrainingData(_to_model_input(dataset, preprocess), epoch, count)
 
 
-def view_dataset(images, batch_size, preprocess, augment, seed, view):
-    """Every image once, in file order: the view-th augmented copy of the set (the
-    training augmentation, with its own stream of seeds), or the images as they are."""
-    steps = math.ceil(len(images) / batch_size)
-    batches = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).enumerate()
-    if augment is not None:
-        batches = batches.map(
-            lambda step, x: (step, augment(tf.cast(x, tf.float32),
-                                           stream_seed(seed, VIEW_STREAM, view * steps + step))),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return batches.map(lambda _, x: preprocess(tf.cast(x, tf.float32)),
-                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def feature_batches(views, labels, batch_size, seed, epoch):
-    """Epoch e of a head trained on cached features (views: K x N x D): view e mod K,
-    shuffled by (seed, e) as train_dataset shuffles images."""
-    views, labels = tf.constant(views), tf.constant(labels)
-    count = len(labels)
-
-    def epoch_batches(_):
-        order = epoch_order(count, seed, epoch)
-        view = tf.gather(views, epoch.read_value() % views.shape[0])
-        return tf.data.Dataset.from_tensor_slices(
-            (tf.gather(view, order), tf.gather(labels, order))).batch(batch_size)
-
-    return one_epoch(epoch_batches, math.ceil(count / batch_size)).prefetch(tf.data.AUTOTUNE)
+def eval_split(split, batch_size, preprocess):
+    """(batches in file order, labels) of a decoded split."""
+    images, labels = load_decoded(split)
+    return eval_dataset(images, labels, batch_size, preprocess), labels

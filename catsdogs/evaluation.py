@@ -1,13 +1,9 @@
-"""Predictions and binary-classification metrics (positive class: label 1)."""
+"""Predictions, binary-classification metrics (positive class: label 1), and the rows the
+reports are made of. No TensorFlow import: the report stages stay light."""
 import time
 
 import numpy as np
 from sklearn import metrics as skm
-
-
-def predict_proba(model, data):
-    """Sigmoid outputs in the dataset's order (evaluation datasets are not shuffled)."""
-    return model.predict(data, verbose=0).reshape(-1)
 
 
 def binary_metrics(labels, probabilities, threshold):
@@ -28,15 +24,33 @@ def binary_metrics(labels, probabilities, threshold):
     }
 
 
-def score(model, params, backbone, splits):
-    """Metrics and probabilities per split, and the prediction speed on the last split."""
-    from catsdogs.training import eval_data  # training imports Keras; metrics alone do not
-
+def score(model, splits, threshold):
+    """splits: {name: (batches in file order, labels)}. Metrics and sigmoid outputs per
+    split, and the prediction speed (images/s, input pipeline included) on the last one."""
     metrics, probabilities = {}, {}
-    for split in splits:
-        data, labels = eval_data(params, backbone, split)
+    for name, (batches, labels) in splits.items():
         start = time.perf_counter()
-        probabilities[split] = predict_proba(model, data)
+        probabilities[name] = model.predict(batches, verbose=0).reshape(-1)
         images_per_second = len(labels) / (time.perf_counter() - start)
-        metrics[split] = binary_metrics(labels, probabilities[split], params.evaluate.threshold)
+        metrics[name] = binary_metrics(labels, probabilities[name], threshold)
     return metrics, probabilities, round(images_per_second, 1)
+
+
+def last_epoch(summary):
+    """dvclive's nested summary (train/..., eval/...) as Keras names it (accuracy, val_...)."""
+    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
+    flat.update(summary["train"])
+    flat.update({f"val_{k}": v for k, v in summary["eval"].items()})
+    return flat
+
+
+def comparison_row(backbone, head, finetune, val_accuracy, test_accuracy, predict_speed):
+    """One backbone's line of the comparison, from its two phase summaries and its scores."""
+    return {"backbone": backbone, "val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
+            "train_accuracy": finetune["accuracy"], "params_total": head["params_total"],
+            "params_trainable_head": head["params_trainable"],
+            "params_trainable_finetune": finetune["params_trainable"],
+            "head_seconds": head["seconds"], "finetune_seconds": finetune["seconds"],
+            "head_train_images_per_second": head["train_images_per_second"],
+            "finetune_train_images_per_second": finetune["train_images_per_second"],
+            "predict_images_per_second": predict_speed}

@@ -1,12 +1,10 @@
 """Backbones from keras.applications, the classifier head, and the fine-tuning unfreeze."""
-import os
 from dataclasses import dataclass
 from typing import Callable
 
 import keras
-from keras.src.backend.config import keras_home  # no public accessor; get_file uses this
 
-from catsdogs.params import IMAGENET_SIZES
+from catsdogs import paths
 
 
 @dataclass(frozen=True)
@@ -30,37 +28,21 @@ BACKBONES = {
 
 
 class WeightsUnavailable(SystemExit):
-    """ImageNet weights are neither in the Keras cache nor downloadable.
-
-    A SystemExit: the stage stops with the message alone, no traceback.
-    """
-
-
-def keras_cache_dir():
-    """Where Keras caches downloads: $KERAS_HOME or ~/.keras, as Keras fixed it at import."""
-    return keras_home()
-
-
-def backbone_spec(name):
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
-    return BACKBONES[name]
+    """ImageNet weights are neither cached nor downloadable: the stage stops with the
+    message alone, no traceback."""
 
 
 def build_base(name, image_size, weights):
-    """The headless backbone; ImageNet weights come from the Keras cache or a download."""
-    spec = backbone_spec(name)
-    sizes = IMAGENET_SIZES.get(name)
-    if weights == "imagenet" and sizes and image_size not in sizes:
-        raise ValueError(f"{name} has ImageNet weights for input sizes {sizes}, "
-                         f"not {image_size}: change model.image_size")
+    """The headless backbone; ImageNet weights come from the Keras cache or a download.
+    (params checks the name, and that Keras has ImageNet weights for the size.)"""
+    spec = BACKBONES[name]
     try:
         return spec.constructor(input_shape=(image_size, image_size, 3),
                                 include_top=False, weights=weights)
     except Exception as error:  # Keras raises a bare Exception when the download fails
         if weights != "imagenet" or "fetch failure" not in str(error):
             raise
-        path = os.path.join(keras_cache_dir(), "models", spec.weights_file.format(size=image_size))
+        path = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
         raise WeightsUnavailable(
             f"ImageNet weights for {name} are not in the Keras cache and could not be "
             f"downloaded: expected {path}. Download them once on a machine with internet "
@@ -83,10 +65,8 @@ def build_classifier(name, image_size, weights, dropout, seed):
 
 
 def find_base(model):
-    bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if len(bases) != 1:
-        raise ValueError(f"{model.name}: expected one nested backbone, found {len(bases)}")
-    return bases[0]
+    """The backbone inside a classifier build_classifier made."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
 def unfreeze_top(base, count):

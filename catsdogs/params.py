@@ -1,45 +1,27 @@
 """params.yaml is the single source of knobs; a pydantic schema checks all of it up front.
 
 Every stage starts with `load()`, so a bad value anywhere stops the run with one message
-naming the key, the value and what is allowed, before any heavy work.
+naming the key, the value and what is allowed, before any heavy work. The file is read as
+YAML 1.2, as DVC reads it (so 1e-05 is a number, not a string).
 """
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      ValidationError, model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
 
-PARAMS_FILE = "params.yaml"
+from catsdogs import paths
 
 # Layers of each headless keras.applications backbone (tests check these against Keras);
 # finetune.unfreeze_last cannot exceed them.
 BACKBONE_LAYERS = {"mobilenet_v2": 154, "mobilenet": 86, "efficientnet_b0": 237}
 # Input sizes Keras has ImageNet weights for (absent: any size).
 IMAGENET_SIZES = {"mobilenet_v2": (96, 128, 160, 192, 224), "mobilenet": (128, 160, 192, 224)}
-BackboneName = Literal["mobilenet_v2", "mobilenet", "efficientnet_b0"]
 
 
 class ParamError(SystemExit):
-    """A knob in params.yaml is missing, of the wrong type or out of range.
-
-    A SystemExit: the stage stops with the message alone, no traceback.
-    """
-
-
-def _yaml_float(value):
-    # YAML 1.1 reads 1e-5 as a string; a float knob written that way is still a float.
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
-Float = Annotated[float, BeforeValidator(_yaml_float), Field(allow_inf_nan=False)]
-Epochs = Annotated[int, Field(ge=1)]  # a phase without an epoch has no metrics to report
-LearningRate = Annotated[Float, Field(gt=0)]
-Seed = Annotated[int, Field(ge=0)]
+    """A knob is missing, of the wrong type or out of range: the stage stops with the
+    message alone, no traceback."""
 
 
 def _distinct(items):
@@ -48,7 +30,13 @@ def _distinct(items):
     return items
 
 
+Float = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[Float, Field(gt=0)]
+Fraction = Annotated[Float, Field(ge=0, lt=1)]
+Count = Annotated[int, Field(ge=1)]  # epochs too: a phase without one has no metrics to report
+Seed = Annotated[int, Field(ge=0)]
 Distinct = AfterValidator(_distinct)
+BackboneName = Literal["mobilenet_v2", "mobilenet", "efficientnet_b0"]
 
 
 class Section(BaseModel):
@@ -59,16 +47,15 @@ class Section(BaseModel):
 class Fetch(Section):
     source: str = Field(min_length=1)
     sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
-    max_file_mb: Annotated[Float, Field(gt=0)]
-    max_total_mb: Annotated[Float, Field(gt=0)]
+    max_file_mb: Positive
+    max_total_mb: Positive
 
 
 class Validate(Section):
-    classes: Annotated[list[str], Field(min_length=2, max_length=2), Distinct]
     formats: Annotated[list[str], Field(min_length=1)]
-    min_side_px: Annotated[int, Field(ge=1)]
-    max_pixels: Annotated[int, Field(ge=1)]
-    min_images_per_class: Annotated[int, Field(ge=1)]
+    min_side_px: Count
+    max_pixels: Count
+    min_images_per_class: Count
 
 
 class Split(Section):
@@ -83,32 +70,27 @@ class Model(Section):
 
 
 class Train(Section):
-    batch_size: Annotated[int, Field(ge=1)]
+    batch_size: Count
     seed: Seed
 
 
 class Augment(Section):
     rotation_degrees: Annotated[Float, Field(ge=0, le=180)]
-    shift_fraction: Annotated[Float, Field(ge=0, lt=1)]
+    shift_fraction: Fraction
     horizontal_flip: bool
 
 
-class Baseline(Section):
-    epochs: Epochs
-    learning_rate: LearningRate
+class Phase(Section):
+    epochs: Count
+    learning_rate: Positive
 
 
-class TrainHead(Section):
-    epochs: Epochs
-    learning_rate: LearningRate
-    dropout: Annotated[Float, Field(ge=0, lt=1)]
-    feature_views: Annotated[int, Field(ge=0)]
+class TrainHead(Phase):
+    dropout: Fraction
 
 
-class Finetune(Section):
-    epochs: Epochs
-    learning_rate: LearningRate
-    unfreeze_last: Annotated[int, Field(ge=1)]
+class Finetune(Phase):
+    unfreeze_last: Count
 
 
 class Evaluate(Section):
@@ -123,13 +105,15 @@ class Compare(Section):
 
 
 class Params(Section):
+    # Folder names; their sorted order gives labels 0 and 1 (the model has one sigmoid unit).
+    classes: Annotated[list[str], Field(min_length=2, max_length=2), Distinct]
     fetch: Fetch
     validate_: Validate = Field(alias="validate")  # `validate` is a BaseModel method
     split: Split
     model: Model
     train: Train
     augment: Augment
-    baseline: Baseline
+    baseline: Phase
     train_head: TrainHead
     finetune: Finetune
     evaluate: Evaluate
@@ -159,19 +143,12 @@ class Params(Section):
         return self
 
 
-def _describe(error):
-    lines = []
-    for item in error.errors():
-        key = ".".join("validate" if part == "validate_" else str(part) for part in item["loc"])
-        if item["type"] == "missing":
-            lines.append(f"'{key}' is missing")
-        elif item["type"] == "extra_forbidden":
-            lines.append(f"'{key}' is not a known key (a typo?)")
-        elif not key:
-            lines.append(item["msg"].removeprefix("Value error, "))
-        else:
-            lines.append(f"'{key}' = {item['input']!r}: {item['msg'].removeprefix('Value error, ')}")
-    return "params.yaml: " + "; ".join(lines)
+def _describe(item):
+    key = ".".join("validate" if part == "validate_" else str(part) for part in item["loc"])
+    message = item["msg"].removeprefix("Value error, ")
+    return {"missing": f"'{key}' is missing",
+            "extra_forbidden": f"'{key}' is not a known key (a typo?)"}.get(
+        item["type"], f"'{key}' = {item['input']!r}: {message}" if key else message)
 
 
 def parse(raw):
@@ -181,9 +158,13 @@ def parse(raw):
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise ParamError(_describe(error)) from None
+        raise ParamError("params.yaml: " + "; ".join(map(_describe, error.errors()))) from None
 
 
-def load(path=PARAMS_FILE):
-    with open(path) as f:
-        return parse(yaml.safe_load(f) or {})
+def read(path=paths.PARAMS):
+    """params.yaml as plain data, read as DVC reads it."""
+    return YAML(typ="safe", pure=True).load(Path(path)) or {}
+
+
+def load(path=paths.PARAMS):
+    return parse(read(path))

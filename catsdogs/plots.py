@@ -1,15 +1,15 @@
-"""Matplotlib figures for the reports: learning curves, ROC, confusion matrix, mistakes."""
+"""Matplotlib figures for the reports: learning curves, ROC, confusion matrix, mistakes,
+backbones. Files only (the Agg backend), no screen."""
 import io
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+from sklearn.metrics import roc_curve
 
-matplotlib.use("Agg")  # files only, no screen
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
+plt.switch_backend("Agg")
 
 
 def read_history(live_dir):
@@ -46,9 +46,7 @@ def learning_curves(path, head, finetune, baseline, val_min, train_max):
     axes[0].axhline(val_min, color="tab:orange", lw=0.8, ls=":", label=f"val target > {val_min}")
     axes[0].axhline(train_max, color="tab:blue", lw=0.8, ls=":", label=f"train cap < {train_max}")
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def roc(path, curves):
@@ -61,9 +59,7 @@ def roc(path, curves):
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test set")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def confusion(path, matrices, class_names):
@@ -77,9 +73,7 @@ def confusion(path, matrices, class_names):
                     color="white" if n > counts.max() / 2 else "black")
         ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=class_names, yticklabels=class_names,
                xlabel="predicted", ylabel="actual", title=title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def misclassified_grid(path, mistakes, class_names, columns=4):
@@ -101,6 +95,12 @@ def misclassified_grid(path, mistakes, class_names, columns=4):
     save_photo_figure(fig, path)
 
 
+def save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def save_photo_figure(fig, path, dpi=80, colors=256):
     """A PNG of photos, quantized to a palette: a fraction of the size, committed to git."""
     buffer = io.BytesIO()
@@ -108,3 +108,27 @@ def save_photo_figure(fig, path, dpi=80, colors=256):
     plt.close(fig)
     with Image.open(buffer) as image:
         image.convert("RGB").quantize(colors).save(path, optimize=True)
+
+
+def comparison(path, rows):
+    """Accuracy (val, test) and training wall time (head + fine-tuning) per backbone."""
+    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = [r["backbone"] for r in rows]
+    positions = range(len(names))
+    for offset, split in ((-0.2, "val"), (0.2, "test")):
+        bars = acc_ax.bar([p + offset for p in positions],
+                          [r[f"{split}_accuracy"] for r in rows], 0.4, label=split)
+        acc_ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    lowest = min(min(r["val_accuracy"], r["test_accuracy"]) for r in rows)
+    # Zoom in on the differences that matter; the axis does not start at zero, so say so.
+    acc_ax.set(xticks=list(positions), xticklabels=names, ylim=(max(0.0, lowest - 0.05), 1.0),
+               title="accuracy (axis zoomed)")
+    acc_ax.legend(loc="lower right")
+    head_bars = time_ax.bar(names, [r["head_seconds"] for r in rows], label="frozen head")
+    tune_bars = time_ax.bar(names, [r["finetune_seconds"] for r in rows],
+                            bottom=[r["head_seconds"] for r in rows], label="fine-tuning")
+    time_ax.bar_label(head_bars, fmt="%.0f s", label_type="center", fontsize=8)
+    time_ax.bar_label(tune_bars, fmt="%.0f s", label_type="center", fontsize=8)
+    time_ax.set(ylabel="seconds", title="training wall time")
+    time_ax.legend(loc="lower right")
+    save(fig, path)

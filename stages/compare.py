@@ -1,46 +1,49 @@
-"""Stage compare@<backbone>: the same two-phase recipe with another backbone.
-
-Runs once per entry of compare.backbones (a dvc.yaml matrix), each with its own
-preprocess_input, and records accuracy, size, wall time and throughput. model.backbone
-itself is not rerun: compare_report takes its row from train_head, finetune and evaluate.
+"""Stage compare@<backbone>: the same two-phase recipe (train_head, then finetune) with
+another backbone and its own preprocess_input; records accuracy, size, wall time and
+throughput. model.backbone itself is not rerun: compare_report takes its row from
+train_head, finetune and evaluate.
 """
 import json
 import sys
-from pathlib import Path
 
-from catsdogs import params as P
-from catsdogs.evaluation import score
-from catsdogs.models import BACKBONES
-from catsdogs.training import finetune_phase, head_phase
-
-RUNS_DIR = Path("reports/compare/runs")
-
-
-def comparison_row(backbone, head, finetune, val_accuracy, test_accuracy, predict_speed):
-    """One backbone's line of the comparison, from its two phase summaries and its scores."""
-    return {"backbone": backbone, "val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
-            "train_accuracy": finetune["accuracy"], "params_total": head["params_total"],
-            "params_trainable_head": head["params_trainable"],
-            "params_trainable_finetune": finetune["params_trainable"],
-            "head_seconds": head["seconds"], "finetune_seconds": finetune["seconds"],
-            "head_train_images_per_second": head["train_images_per_second"],
-            "finetune_train_images_per_second": finetune["train_images_per_second"],
-            # includes the input pipeline, as a served model would
-            "predict_images_per_second": predict_speed}
+from catsdogs import params, paths
+from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
+from catsdogs.evaluation import comparison_row, score
+from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
+from catsdogs.training import fit, seed_everything
 
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in BACKBONES:
         raise SystemExit(f"usage: python -m stages.compare BACKBONE  ({' | '.join(BACKBONES)})")
-    backbone, params = sys.argv[1], P.load()
-    run_dir = RUNS_DIR / backbone
-    model, head = head_phase(params, backbone, run_dir / "head")
-    finetune = finetune_phase(params, backbone, model, run_dir / "finetune")
-    scores, _, speed = score(model, params, backbone, ("val", "test"))
-    result = comparison_row(backbone, head, finetune, scores["val"]["accuracy"],
-                            scores["test"]["accuracy"], speed)
-    (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"compare@{backbone}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+    backbone, p = sys.argv[1], params.load()
+    image_size, weights = p.model.image_size, p.model.weights
+    batch_size, seed, threshold = p.train.batch_size, p.train.seed, p.evaluate.threshold
+    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
+                           p.augment.horizontal_flip)
+    head, tune = p.train_head, p.finetune
+    preprocess = BACKBONES[backbone].preprocess
+    run_dir = paths.COMPARE_RUNS / backbone
+
+    seed_everything(seed)  # each phase starts from the seed, as in its own stage
+    val, _ = eval_split("val", batch_size, preprocess)
+    model = build_classifier(backbone, image_size, weights, head.dropout, seed)
+    compile_binary(model, head.learning_rate)
+    train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
+    head_summary = fit(model, train, val, head.epochs, seed, run_dir / "head")
+
+    seed_everything(seed)
+    unfreeze_top(find_base(model), tune.unfreeze_last)
+    compile_binary(model, tune.learning_rate)
+    train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
+    finetune_summary = fit(model, train, val, tune.epochs, seed, run_dir / "finetune")
+
+    scores, _, speed = score(model, {split: eval_split(split, batch_size, preprocess)
+                                     for split in ("val", "test")}, threshold)
+    row = comparison_row(backbone, head_summary, finetune_summary, scores["val"]["accuracy"],
+                         scores["test"]["accuracy"], speed)
+    (run_dir / "metrics.json").write_text(json.dumps(row, indent=2) + "\n")
+    print(f"compare@{backbone}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,32 @@
-"""Stage finetune: train_head's model with the last base layers unfrozen, low learning rate."""
-from pathlib import Path
-
+"""Stage finetune: train_head's model with the last base layers unfrozen (BatchNorm stays
+frozen), at a low learning rate."""
 import keras
 
-from catsdogs import params as P
-from catsdogs.training import finetune_phase
-
-HEAD_MODEL = Path("models/head.keras")
-MODEL = Path("models/final.keras")
-LIVE_DIR = Path("reports/finetune")
+from catsdogs import params, paths
+from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
+from catsdogs.models import BACKBONES, compile_binary, count_params, find_base, unfreeze_top
+from catsdogs.training import fit, seed_everything
 
 
 def main():
-    params = P.load()
-    model = keras.models.load_model(HEAD_MODEL)  # safe_mode (the default): no code is loaded
-    summary = finetune_phase(params, params.model.backbone, model, LIVE_DIR, HEAD_MODEL)
-    model.save(MODEL)
-    print(f"finetune: accuracy {summary['accuracy']:.3f}, val_accuracy "
-          f"{summary['val_accuracy']:.3f}, {summary['seconds']:.0f} s -> {MODEL}")
+    p = params.load()
+    backbone, batch_size, seed = p.model.backbone, p.train.batch_size, p.train.seed
+    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
+                           p.augment.horizontal_flip)
+    epochs, learning_rate, unfreeze_last = (p.finetune.epochs, p.finetune.learning_rate,
+                                            p.finetune.unfreeze_last)
+    preprocess = BACKBONES[backbone].preprocess
+
+    model = keras.models.load_model(paths.HEAD_MODEL)  # safe_mode (the default): no code loads
+    seed_everything(seed)
+    val, _ = eval_split("val", batch_size, preprocess)
+    unfreeze_top(find_base(model), unfreeze_last)
+    compile_binary(model, learning_rate)  # recompiling makes the new trainable flags count
+    print(f"finetune: last {unfreeze_last} base layers unfrozen, "
+          f"{count_params(model)['params_trainable']:,} trainable parameters")
+    train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
+    fit(model, train, val, epochs, seed, paths.FINETUNE_LIVE)
+    model.save(paths.FINAL_MODEL)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,30 @@
-"""Stage train_head: frozen ImageNet base + new head (pooling, dropout, sigmoid unit)."""
-from pathlib import Path
-
-from catsdogs import params as P
-from catsdogs.training import head_phase
-
-MODEL = Path("models/head.keras")
-LIVE_DIR = Path("reports/train_head")
+"""Stage train_head: a frozen ImageNet base and a new head (pooling, dropout, one sigmoid
+unit), trained on augmented batches."""
+from catsdogs import params, paths
+from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
+from catsdogs.models import BACKBONES, build_classifier, compile_binary
+from catsdogs.training import fit, seed_everything
 
 
 def main():
-    params = P.load()
-    model, summary = head_phase(params, params.model.backbone, LIVE_DIR)
-    MODEL.parent.mkdir(parents=True, exist_ok=True)
-    model.save(MODEL)
-    print(f"train_head: accuracy {summary['accuracy']:.3f}, val_accuracy "
-          f"{summary['val_accuracy']:.3f}, {summary['seconds']:.0f} s -> {MODEL}")
+    p = params.load()
+    backbone, image_size, weights = p.model.backbone, p.model.image_size, p.model.weights
+    batch_size, seed = p.train.batch_size, p.train.seed
+    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
+                           p.augment.horizontal_flip)
+    epochs, learning_rate, dropout = (p.train_head.epochs, p.train_head.learning_rate,
+                                      p.train_head.dropout)
+    preprocess = BACKBONES[backbone].preprocess
+
+    seed_everything(seed)
+    val, _ = eval_split("val", batch_size, preprocess)
+    model = build_classifier(backbone, image_size, weights, dropout, seed)  # base frozen
+    compile_binary(model, learning_rate)
+    print(f"train_head: {backbone}, {epochs} epochs, {model.count_params():,} parameters")
+    train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
+    fit(model, train, val, epochs, seed, paths.HEAD_LIVE)
+    paths.HEAD_MODEL.parent.mkdir(parents=True, exist_ok=True)
+    model.save(paths.HEAD_MODEL)
 
 
 if __name__ == "__main__":

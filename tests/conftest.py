@@ -1,4 +1,4 @@
-"""Fixtures: tiny, learnable image folders made on the fly, and a copy of the project."""
+"""Fixtures: tiny, learnable image folders made on the fly, params files, a copy of the project."""
 import os
 import shutil
 import subprocess
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+
+from catsdogs import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["catsdogs", "stages", "dvc.yaml", "params.yaml"]
@@ -38,21 +40,40 @@ def tiny_dataset(tmp_path):
     return make_dataset(tmp_path / "tiny_dataset")
 
 
-def tiny_params(dataset):
-    """The committed params, shrunk: tiny data, random weights, 32 px, one epoch per phase."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["fetch"]["source"] = str(dataset)
-    params["validate"]["min_images_per_class"] = 3
-    params["model"].update(weights=None, image_size=32)
-    params["train"]["batch_size"] = 8
+def tiny_params(source="unused", **changes):
+    """The committed params, shrunk (tiny data, random weights, 32 px, one epoch per phase),
+    then `changes`: section__key=value, e.g. train_head__epochs=3 (classes=... for the top)."""
+    raw = P.read(ROOT / "params.yaml")
+    raw["fetch"]["source"] = str(source)
+    raw["validate"]["min_images_per_class"] = 3
+    raw["model"].update(weights=None, image_size=32)
+    raw["train"]["batch_size"] = 8
     for stage in ("baseline", "train_head", "finetune"):
-        params[stage]["epochs"] = 1
-    params["evaluate"]["misclassified_shown"] = 4
-    return params
+        raw[stage]["epochs"] = 1
+    raw["evaluate"]["misclassified_shown"] = 4
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            raw[section][name] = value
+        else:
+            raw[section] = value
+    return raw
+
+
+@pytest.fixture(scope="session")
+def write_params():
+    """write_params(directory, source="unused", **changes): tiny_params(...) written to
+    directory/params.yaml (YAML that both PyYAML and DVC read alike); returns the dict."""
+    def write(directory, source="unused", **changes):
+        raw = tiny_params(source, **changes)
+        Path(directory, "params.yaml").write_text(
+            yaml.safe_dump(raw, sort_keys=False, allow_unicode=True))
+        return raw
+    return write
 
 
 @pytest.fixture
-def project(tmp_path, tiny_dataset):
+def project(tmp_path, tiny_dataset, write_params):
     """A copy of the project in a fresh git + DVC repo, with tiny params."""
     repo = tmp_path / "project"
     repo.mkdir()
@@ -62,7 +83,7 @@ def project(tmp_path, tiny_dataset):
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_dataset), sort_keys=False))
+    write_params(repo, tiny_dataset)
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.email", "tests@example.com"], repo)
     run(["git", "config", "user.name", "tests"], repo)
@@ -80,3 +101,7 @@ def run(command, cwd, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def dvc(project, *args):
+    return run([sys.executable, "-m", "dvc", *args], project).stdout

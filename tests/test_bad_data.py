@@ -1,8 +1,9 @@
 """A corpus of bad input, made on the fly, through fetch -> validate -> split.
 
 Every case ends in exactly one of: copied and accepted (and then it decodes for training),
-left out by fetch with a reason, quarantined by validate with a reason, or a clear error
-naming the file or folder. The source is never changed, and nothing vanishes: the counts
+left out by fetch with a reason (only what cannot be copied safely: symbolic links, files
+over fetch.max_file_mb), copied and quarantined by validate with a reason (everything else,
+misplaced files included), or a clear error naming the file or folder. The source is never changed, and nothing vanishes: the counts
 add up from the source to the split files.
 """
 import io
@@ -20,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from catsdogs.data import decode_image
-from conftest import tiny_params
 from stages import fetch, split, validate
 
 MAX_FILE_MB = 0.5  # small, so a "huge" file is cheap to make
+# The params changes of every run here (on top of conftest's tiny_params).
+CHANGES = {"fetch__max_file_mb": MAX_FILE_MB, "validate__min_images_per_class": 2}
 
 # ---------------------------------------------------------------------------------------
 # Bytes of each kind of file. Every image gets its own noise, so no two are equal by chance.
@@ -158,9 +159,11 @@ CASES = [
     Case("train/cats/.DS_Store", lambda: b"\0\0\0\1Bud1" + bytes(100), validate="hidden file"),
     Case("train/cats/._c1.jpg", lambda: b"\0\5\26\7" + bytes(80), validate="hidden file"),
     Case("train/birds/b0.jpg", image, validate="unknown class 'birds'"),
-    Case("train/loose.jpg", image, fetch="not in a class folder"),
-    Case("test/cats/t0.jpg", image, fetch="outside the train/ and validation/ folders"),
-    Case("README.txt", lambda: b"the dataset\n", fetch="outside the train/ and validation/ folders"),
+    # fetch copies every file of the dataset folder; validate judges where it sits.
+    Case("train/loose.jpg", image, validate="not in a class folder"),
+    Case("test/cats/t0.jpg", image, validate="unknown split 'test'"),
+    Case("README.txt", lambda: b"the dataset\n",
+         validate="not in a split folder; unreadable by Pillow"),
     # Symbolic links: never followed, wherever they point.
     Case("train/cats/secret.jpg", f"->{OUTSIDE}/secret.jpg",
          fetch=f"symbolic link (to {OUTSIDE}/secret.jpg), not followed"),
@@ -210,13 +213,6 @@ def snapshot(folder):
     return entries
 
 
-def write_params(work, source, **validate_rules):
-    params = tiny_params(source)
-    params["fetch"]["max_file_mb"] = MAX_FILE_MB
-    params["validate"].update({"min_images_per_class": 2, **validate_rules})
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
-
-
 def expected(case, outside):
     reason = case.fetch or case.validate
     return re.compile(reason.pattern) if isinstance(reason, re.Pattern) else reason.replace(
@@ -228,18 +224,20 @@ def matches(reason, want):
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
+def chain(tmp_path_factory, write_params):
     """fetch -> validate -> split once over the whole corpus; the checks below only read."""
     corpus = tmp_path_factory.mktemp("corpus")
     source, outside = build_source(corpus)
     before = snapshot(corpus)
     work = corpus.parent / (corpus.name + "_work")
     work.mkdir()
-    write_params(work, source)
+    write_params(work, source, **CHANGES)
     decoded = []  # the bytes validate hands to the TensorFlow decoder
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         patch.chdir(work)
+        # validate switches Pillow's bomb guard off for its process: keep it for the others.
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
         patch.setattr(validate, "decode_image",
                       lambda data, *a, **k: decoded.append(data) or decode_image(data, *a, **k))
         fetch.main()
@@ -287,12 +285,20 @@ def test_every_file_is_accounted_for_from_source_to_splits(chain):
     source_entries = [k for k, v in chain["before"].items()
                       if k.startswith("source/") and v[0] != "dir"]
     fetched, validated = chain["fetch_metrics"], chain["validate_metrics"]
+    raw_files = [k for k, v in chain["raw_after"].items() if v[0] == "file"]
+    # Source entries = copied + left out.
     assert fetched["files"] == len(source_entries) == len(CASES)
+    assert fetched["left_out"] == len(chain["left_out"]) == len([c for c in CASES if c.fetch])
+    assert fetched["copied"] == len(raw_files) == len(CASES) - fetched["left_out"]
     assert fetched["copied"] + fetched["left_out"] == fetched["files"]
-    assert validated["images"] == fetched["copied"] == len(
-        [v for v in chain["raw_after"].values() if v[0] == "file"])
-    assert validated["accepted"] + validated["quarantined"] == validated["images"]
+    # Copied = accepted + quarantined: validate sees every copied file, and only those.
+    assert validated["images"] == fetched["copied"]
+    assert validated["quarantined"] == len(chain["quarantine"])
     assert validated["accepted"] == len(chain["manifest"])
+    assert validated["accepted"] + validated["quarantined"] == validated["images"]
+    assert {f"data/raw/{k}" for k in raw_files} == set(chain["quarantine"]) | set(
+        chain["manifest"]["path"])
+    # Accepted = the rows of the split files, each accepted file once.
     assert sum(len(frame) for frame in chain["splits"].values()) == validated["accepted"]
     assert set().union(*(set(f["path"]) for f in chain["splits"].values())) == set(
         chain["manifest"]["path"])
@@ -336,7 +342,6 @@ def test_the_bomb_is_refused_from_its_header_alone(chain):
     assert bomb not in chain["decoded"]  # never given to the decoder
     assert len(chain["decoded"]) > 10  # the spy did see the others
     assert Image.DecompressionBombWarning not in chain["warnings"]
-    assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's guard is back on for everyone else
 
 
 def test_odd_names_flow_through_the_split_files(chain):
@@ -352,12 +357,12 @@ def test_odd_names_flow_through_the_split_files(chain):
 
 @pytest.mark.parametrize("damage, message", [
     ("empty", "validate: data/raw/validation/dogs/ is empty: put the 'dogs' images of "
-              "validation there (in the source) or fix validate.classes"),
+              "validation there (in the source) or fix classes"),
     ("missing", "validate: class 'dogs' missing in data/raw/validation/ (no folder "
-                "data/raw/validation/dogs/): add it to the source or fix validate.classes"),
+                "data/raw/validation/dogs/): add it to the source or fix classes"),
 ])
 def test_an_empty_or_missing_class_folder_is_fatal_and_named(tmp_path, monkeypatch, damage,
-                                                             message):
+                                                             message, write_params):
     source = tmp_path / "source"
     for folder in ("train/cats", "train/dogs", "validation/cats", "validation/dogs"):
         for i in range(2):
@@ -368,8 +373,9 @@ def test_an_empty_or_missing_class_folder_is_fatal_and_named(tmp_path, monkeypat
     if damage == "missing":
         (source / "validation/dogs").rmdir()
     before = snapshot(source)
-    write_params(tmp_path, source)
+    write_params(tmp_path, source, **CHANGES)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # see chain()
     fetch.main()
     with pytest.raises(SystemExit) as failure:
         validate.main()
@@ -461,14 +467,13 @@ ARCHIVE_CASES = {
 
 
 @pytest.mark.parametrize("case", ARCHIVE_CASES, ids=list(ARCHIVE_CASES))
-def test_a_bad_archive_is_refused_and_nothing_is_written(tmp_path, monkeypatch, case):
+def test_a_bad_archive_is_refused_and_nothing_is_written(tmp_path, monkeypatch, case,
+                                                         write_params):
     make, message = ARCHIVE_CASES[case]
     archive = make(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
-    params = tiny_params(archive)
-    params["fetch"].update(max_file_mb=MAX_FILE_MB, max_total_mb=1)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(work, archive, **CHANGES, fetch__max_total_mb=1)
     before = snapshot(tmp_path)
     monkeypatch.chdir(work)
     with pytest.raises(SystemExit) as failure:
@@ -484,13 +489,13 @@ def test_a_stream_longer_than_its_limit_is_cut_off(tmp_path):
         fetch.copy_limited(io.BytesIO(bytes(3000)), tmp_path / "out", max_bytes=2048)
 
 
-def test_an_interrupted_fetch_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_an_interrupted_fetch_leaves_nothing_behind(tmp_path, monkeypatch, write_params):
     source = tmp_path / "source"
     for i in range(5):
         (source / "train/cats").mkdir(parents=True, exist_ok=True)
         (source / f"train/cats/{i}.jpg").write_bytes(image())
     (source / "validation/cats").mkdir(parents=True)
-    write_params(tmp_path, source)
+    write_params(tmp_path, source, **CHANGES)
     monkeypatch.chdir(tmp_path)
     copies = []
 

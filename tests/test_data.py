@@ -1,6 +1,5 @@
 """Split files, the one image decoder, decoded arrays on disk, and the tf.data input
 (file order, seeded shuffles per epoch, preprocessing, stateless augmentation)."""
-import copy
 import io
 
 import keras
@@ -8,17 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-import yaml
 from PIL import Image
 
 from catsdogs import params as P
-from catsdogs.data import (Augmentation, augmentation, decode_files, decode_image,
-                           eval_dataset, load_decoded, read_split, save_decoded,
-                           train_dataset)
+from catsdogs import paths as project_paths
+from catsdogs.data import (Augmentation, TrainingData, augmentation, decode_files,
+                           decode_image, eval_dataset, eval_split, load_decoded, read_split,
+                           save_decoded, train_dataset)
 from conftest import ROOT
 
 PREPROCESS = keras.applications.mobilenet_v2.preprocess_input
-COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def identity(x):
@@ -27,27 +25,15 @@ def identity(x):
 
 # ---- read_split ------------------------------------------------------------------------
 
-def test_read_split_rejects_missing_columns_and_empty_files_naming_the_file(tmp_path):
-    no_class = tmp_path / "no_class.csv"
-    no_class.write_text("path,label\na.jpg,0\n")
-    with pytest.raises(ValueError, match=r"no_class\.csv.*\['class'\]"):
-        read_split(no_class)
-    header_only = tmp_path / "header_only.csv"
-    header_only.write_text("path,label,class\n")
-    with pytest.raises(ValueError, match=r"header_only\.csv"):
-        read_split(header_only)
-    zero_bytes = tmp_path / "zero_bytes.csv"
-    zero_bytes.write_text("")
-    with pytest.raises(ValueError, match=r"zero_bytes\.csv"):
-        read_split(zero_bytes)
-
-
-def test_read_split_returns_the_rows_in_file_order(tmp_path):
-    good = tmp_path / "good.csv"
-    good.write_text("path,label,class\nb.jpg,1,dogs\na.jpg,0,cats\n")
-    frame = read_split(good)
+def test_read_split_reads_the_split_file_in_file_order(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    project_paths.SPLIT.mkdir(parents=True)
+    (project_paths.SPLIT / "val.csv").write_text(
+        "path,label,class\nb.jpg,1,dogs\na.jpg,0,NA\n")
+    frame = read_split("val")
     assert list(frame["path"]) == ["b.jpg", "a.jpg"]
     assert list(frame["label"]) == [1, 0]
+    assert list(frame["class"]) == ["dogs", "NA"]   # a class may be named "NA"
 
 
 # ---- decode_image ----------------------------------------------------------------------
@@ -122,12 +108,13 @@ def test_decode_files_keeps_the_order_given(solid_files):
     np.testing.assert_array_equal(images, expected)
 
 
-def test_saved_decoded_arrays_load_back_unchanged(solid_files, tmp_path):
+def test_saved_decoded_arrays_load_back_unchanged(solid_files, tmp_path, monkeypatch):
     paths, labels = solid_files
     images = decode_files(paths, 16)
-    path = tmp_path / "train.npz"
-    save_decoded(path, images, pd.Series(labels))
-    loaded_images, loaded_labels = load_decoded(path)
+    monkeypatch.chdir(tmp_path)
+    save_decoded("train", images, pd.Series(labels))
+    assert (tmp_path / "data" / "decoded" / "train.npz").is_file()
+    loaded_images, loaded_labels = load_decoded("train")
     np.testing.assert_array_equal(loaded_images, images)
     assert loaded_images.dtype == np.uint8
     np.testing.assert_array_equal(loaded_labels, np.array(labels, dtype=np.float32))
@@ -136,12 +123,22 @@ def test_saved_decoded_arrays_load_back_unchanged(solid_files, tmp_path):
     np.testing.assert_array_equal(loaded_images[:, 0, 0], np.array(COLOURS, dtype=np.uint8))
 
 
-def test_load_decoded_refuses_pickled_object_arrays(tmp_path):
-    path = tmp_path / "evil.npz"
-    np.savez(path, images=np.array([{"a": 1}, None], dtype=object),
+def test_load_decoded_refuses_pickled_object_arrays(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    project_paths.DECODED.mkdir(parents=True)
+    np.savez(project_paths.DECODED / "evil.npz", images=np.array([{"a": 1}, None], dtype=object),
              labels=np.zeros(2, dtype=np.float32))
     with pytest.raises(ValueError):
-        load_decoded(path)
+        load_decoded("evil")
+
+
+def test_a_split_not_decoded_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    save_decoded("val", np.zeros((1, 8, 8, 3), np.uint8), [0.0])
+    with pytest.raises(FileNotFoundError, match=r"test\.npz"):
+        load_decoded("test")
+    with pytest.raises(FileNotFoundError, match=r"test\.npz"):
+        eval_split("test", 4, identity)
 
 
 # ---- eval_dataset ----------------------------------------------------------------------
@@ -184,11 +181,20 @@ def test_eval_dataset_applies_the_preprocessing():
     np.testing.assert_allclose(out[2], 51 / 127.5 - 1, atol=1e-6)
 
 
+def test_eval_split_batches_a_decoded_split_in_file_order(tmp_path, monkeypatch):
+    images, labels = numbered(7)
+    monkeypatch.chdir(tmp_path)
+    save_decoded("val", images, labels)
+    batches, split_labels = eval_split("val", 3, lambda x: x / 10)
+    np.testing.assert_array_equal(split_labels, labels)
+    sizes = [x.shape[0] for x, _ in batches]
+    assert sizes == [3, 3, 1]
+    _, (out, out_labels) = one_pass(batches)
+    np.testing.assert_array_equal(ids(out * 10), np.arange(7))   # file order, preprocessed
+    np.testing.assert_array_equal(out_labels, labels)
+
+
 # ---- train_dataset without augmentation ------------------------------------------------
-
-def epoch_variable(value=0):
-    return tf.Variable(value, dtype=tf.int64, trainable=False)
-
 
 def order_of(dataset):
     """The image numbers of one pass, checking each image carries its own label."""
@@ -200,9 +206,12 @@ def order_of(dataset):
 
 def test_train_dataset_yields_each_image_once_with_its_label():
     images, labels = numbered(13)
-    dataset = train_dataset(images, labels, 4, identity, None, 1, epoch_variable())
-    assert dataset.cardinality().numpy() == 4
-    order, sizes = order_of(dataset)
+    train = train_dataset(images, labels, 4, identity, None, 1)
+    assert isinstance(train, TrainingData)
+    assert train.images == 13
+    assert train.epoch.numpy() == 0 and not train.epoch.trainable
+    assert train.batches.cardinality().numpy() == 4
+    order, sizes = order_of(train.batches)
     assert sizes == [4, 4, 4, 1]
     assert sorted(order) == list(range(13))
     assert list(order) != list(range(13))          # shuffled
@@ -210,32 +219,39 @@ def test_train_dataset_yields_each_image_once_with_its_label():
 
 def test_train_dataset_order_is_a_function_of_seed_and_epoch():
     images, labels = numbered(13)
-    epoch = epoch_variable()
-    dataset = train_dataset(images, labels, 4, identity, None, 1, epoch)
-    first, _ = order_of(dataset)
-    again, _ = order_of(dataset)
+    train = train_dataset(images, labels, 4, identity, None, 1)
+    first, _ = order_of(train.batches)
+    again, _ = order_of(train.batches)
     np.testing.assert_array_equal(first, again)     # same (seed, epoch): same order
-    epoch.assign(1)
-    next_epoch, _ = order_of(dataset)               # the variable is read per pass
+    train.epoch.assign(1)
+    next_epoch, _ = order_of(train.batches)         # the variable is read per pass
     assert list(next_epoch) != list(first)
     assert sorted(next_epoch) == list(range(13))
-    epoch.assign(0)
-    np.testing.assert_array_equal(order_of(dataset)[0], first)   # back: the same again
-    other_seed, _ = order_of(train_dataset(images, labels, 4, identity, None, 2,
-                                           epoch_variable()))
+    train.epoch.assign(0)
+    np.testing.assert_array_equal(order_of(train.batches)[0], first)   # back: the same again
+    other_seed, _ = order_of(train_dataset(images, labels, 4, identity, None, 2).batches)
     assert list(other_seed) != list(first)
-    # A fresh pipeline with the same (seed, epoch), as after a resume: the same order.
-    np.testing.assert_array_equal(
-        order_of(train_dataset(images, labels, 4, identity, None, 1, epoch_variable()))[0],
-        first)
+    # A fresh pipeline set to the same (seed, epoch), as after a resume: the same order.
+    fresh = train_dataset(images, labels, 4, identity, None, 1)
+    fresh.epoch.assign(1)
+    np.testing.assert_array_equal(order_of(fresh.batches)[0], next_epoch)
+
+
+def test_two_training_pipelines_have_their_own_epochs():
+    images, labels = numbered(13)
+    first = train_dataset(images, labels, 4, identity, None, 1)
+    second = train_dataset(images, labels, 4, identity, None, 1)
+    before, _ = order_of(first.batches)
+    second.epoch.assign(5)
+    np.testing.assert_array_equal(order_of(first.batches)[0], before)
+    assert list(order_of(second.batches)[0]) != list(before)
 
 
 def test_train_dataset_applies_the_preprocessing():
     images, labels = numbered(4)
     images[0] = 0
     images[3] = 255
-    _, (out, _) = one_pass(train_dataset(images, labels, 2, PREPROCESS, None, 0,
-                                         epoch_variable()))
+    _, (out, _) = one_pass(train_dataset(images, labels, 2, PREPROCESS, None, 0).batches)
     assert out.dtype == np.float32
     assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(1.0)
 
@@ -243,9 +259,8 @@ def test_train_dataset_applies_the_preprocessing():
 # ---- Augmentation ----------------------------------------------------------------------
 
 def augment_from(**knobs):
-    raw = copy.deepcopy(COMMITTED)
-    raw["augment"].update(knobs)
-    return augmentation(P.parse(raw))
+    return augmentation(**{"rotation_degrees": 0, "shift_fraction": 0.0,
+                           "horizontal_flip": False, **knobs})
 
 
 def test_augmentation_is_none_when_every_part_is_off_and_built_otherwise():
@@ -254,6 +269,10 @@ def test_augmentation_is_none_when_every_part_is_off_and_built_otherwise():
                   {"rotation_degrees": 0, "shift_fraction": 0.1, "horizontal_flip": False},
                   {"rotation_degrees": 0, "shift_fraction": 0, "horizontal_flip": True}):
         assert isinstance(augment_from(**knobs), Augmentation), knobs
+    # The committed params' augment section, as the stages pass it: augmentation on.
+    committed = P.load(ROOT / "params.yaml").augment
+    assert isinstance(augmentation(committed.rotation_degrees, committed.shift_fraction,
+                                   committed.horizontal_flip), Augmentation)
 
 
 def noise_batch(count=32, size=16, seed=0):
@@ -317,8 +336,9 @@ def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch()
     images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
     labels = np.arange(40, dtype=np.float32)
     augment = augment_from(rotation_degrees=20, shift_fraction=0.2, horizontal_flip=True)
-    epoch = epoch_variable(3)
-    dataset = train_dataset(images, labels, 4, PREPROCESS, augment, 7, epoch)
+    train = train_dataset(images, labels, 4, PREPROCESS, augment, 7)
+    train.epoch.assign(3)
+    dataset = train.batches
     first, (first_images, first_labels) = one_pass(dataset)   # ten batches, mapped in parallel
     second, _ = one_pass(dataset)
     assert len(first) == len(second) == 10
@@ -326,15 +346,16 @@ def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch()
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     # Also from a fresh pipeline (a resumed run) ...
-    fresh, _ = one_pass(train_dataset(images, labels, 4, PREPROCESS, augment, 7,
-                                      epoch_variable(3)))
+    resumed = train_dataset(images, labels, 4, PREPROCESS, augment, 7)
+    resumed.epoch.assign(3)
+    fresh, _ = one_pass(resumed.batches)
     for (x1, _), (x2, _) in zip(first, fresh):
         np.testing.assert_array_equal(x1, x2)
     # ... while the images really are augmented, and differ in another epoch.
     assert sorted(first_labels) == list(range(40))
     plain = PREPROCESS(images[first_labels.astype(int)].astype(np.float32))
     assert not np.allclose(first_images, plain, atol=1e-3)
-    epoch.assign(4)
+    train.epoch.assign(4)
     _, (other_epoch, _) = one_pass(dataset)
     assert not np.allclose(other_epoch, first_images, atol=1e-3)
 
@@ -345,8 +366,8 @@ def test_each_training_batch_and_epoch_gets_its_own_augmentation_draws():
     ramp = np.linspace(0, 255, 8).astype(np.uint8)
     images = np.broadcast_to(ramp[None, None, :, None], (16, 8, 8, 3)).copy()
     augment = augment_from(rotation_degrees=0, shift_fraction=0, horizontal_flip=True)
-    epoch = epoch_variable()
-    dataset = train_dataset(images, np.zeros(16, np.float32), 1, identity, augment, 0, epoch)
+    train = train_dataset(images, np.zeros(16, np.float32), 1, identity, augment, 0)
+    dataset = train.batches
     image = images[0].astype(np.float32)
 
     def flips():
@@ -359,5 +380,5 @@ def test_each_training_batch_and_epoch_gets_its_own_augmentation_draws():
     first = flips()
     assert any(first) and not all(first)
     # ... and new draws each epoch (the images are identical, so the shuffle cannot matter).
-    epoch.assign(1)
+    train.epoch.assign(1)
     assert flips() != first

@@ -1,13 +1,14 @@
-"""binary_metrics on small cases worked out by hand (positive class: label 1), and score()
-on decoded split files."""
+"""binary_metrics on small cases worked out by hand (positive class: label 1), score() on
+decoded split files, and the flattening of dvclive's summary."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from catsdogs import params as P
-from catsdogs.evaluation import binary_metrics
-from conftest import tiny_params
+from catsdogs.evaluation import binary_metrics, comparison_row, last_epoch
+from conftest import ROOT, tiny_params
 
 # Predictions at 0.5: 1 1 0 0 | 0 1 -> tp=2, fn=1, tn=2, fp=1.
 LABELS = [1, 1, 1, 0, 0, 0]
@@ -55,8 +56,8 @@ def test_all_right_and_all_wrong():
     assert (wrong["accuracy"], wrong["f1"], wrong["roc_auc"]) == (0.0, 0.0, 0.0)
 
 
-# score(): the decoded arrays of stage decode, the backbone's preprocessing, params' threshold.
-# Checked against a model simple enough to predict by hand: the mean red minus blue of the
+# score(): batches of decoded splits (eval_split: file order, the backbone's preprocessing).
+# Checked against a model simple enough to predict by hand: the mean blue minus red of the
 # preprocessed image, scaled, through a sigmoid. conftest's dogs are bluish (label 1).
 PREPROCESS = {"mobilenet_v2": lambda x: x / 127.5 - 1.0, "efficientnet_b0": lambda x: x}
 SCALE = 0.02
@@ -83,31 +84,34 @@ def by_hand(images, backbone):
                                                  ("mobilenet_v2", 0.9)])
 def test_score_predicts_each_decoded_split_in_file_order(tiny_dataset, tmp_path, monkeypatch,
                                                          backbone, threshold):
-    from catsdogs.data import DECODED_DIR, decode_files, save_decoded
+    from catsdogs.data import decode_files, eval_split, save_decoded
     from catsdogs.evaluation import score
+    from catsdogs.models import BACKBONES
 
     raw = tiny_params(tiny_dataset)
-    raw["evaluate"]["threshold"] = threshold
-    params = P.parse(raw)
+    size, batch_size = raw["model"]["image_size"], raw["train"]["batch_size"]
     monkeypatch.chdir(tmp_path)
-    DECODED_DIR.mkdir(parents=True)
     decoded = {}
     for split, source in (("val", "train"), ("test", "validation")):
         # Dogs first, then cats: the order of the file, not of the labels, must come back.
         paths = sorted((tiny_dataset / source).glob("dogs/*.jpg")) + \
             sorted((tiny_dataset / source).glob("cats/*.jpg"))
         labels = [1.0 if path.parent.name == "dogs" else 0.0 for path in paths]
-        images = decode_files([str(path) for path in paths], params.model.image_size)
-        save_decoded(DECODED_DIR / f"{split}.npz", images, labels)
+        images = decode_files([str(path) for path in paths], size)
+        save_decoded(split, images, labels)
         decoded[split] = images, np.array(labels)
+    # A partial last batch is among them (test: 12 images in batches of 8).
+    assert len(decoded["val"][1]) % batch_size != 0 or len(decoded["test"][1]) % batch_size != 0
 
-    metrics, probabilities, images_per_second = score(
-        colour_model(params.model.image_size), params, backbone, ["val", "test"])
+    preprocess = BACKBONES[backbone].preprocess
+    splits = {split: eval_split(split, batch_size, preprocess) for split in ("val", "test")}
+    metrics, probabilities, images_per_second = score(colour_model(size), splits, threshold)
 
     assert set(metrics) == set(probabilities) == {"val", "test"}
     assert images_per_second > 0
     for split, (images, labels) in decoded.items():
         expected = by_hand(images, backbone)
+        assert probabilities[split].shape == (len(labels),)
         np.testing.assert_allclose(probabilities[split], expected, rtol=1e-4)
         assert metrics[split] == pytest.approx(binary_metrics(labels, expected, threshold))
         if threshold == 0.5:  # the tint separates the classes
@@ -116,10 +120,57 @@ def test_score_predicts_each_decoded_split_in_file_order(tiny_dataset, tmp_path,
             assert metrics[split]["tp"] + metrics[split]["fp"] == 0
 
 
-def test_score_needs_the_decoded_split(tiny_dataset, tmp_path, monkeypatch):
+def test_score_keeps_the_splits_apart():
+    """Each split's metrics come from its own batches and labels."""
+    import tensorflow as tf
     from catsdogs.evaluation import score
 
-    params = P.parse(tiny_params(tiny_dataset))
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="test.npz"):
-        score(colour_model(params.model.image_size), params, "mobilenet_v2", ["test"])
+    size = 4
+    reddish = np.zeros((3, size, size, 3), "float32")
+    reddish[..., 0] = 100.0                               # p < 0.5: called a cat
+    bluish = np.zeros((5, size, size, 3), "float32")
+    bluish[..., 2] = 100.0                                # p > 0.5: called a dog
+    splits = {"cats": (tf.data.Dataset.from_tensor_slices(reddish).batch(2), np.zeros(3)),
+              "dogs": (tf.data.Dataset.from_tensor_slices(bluish).batch(2), np.ones(5))}
+    metrics, probabilities, _ = score(colour_model(size), splits, 0.5)
+    assert list(metrics) == ["cats", "dogs"]
+    assert len(probabilities["cats"]) == 3 and len(probabilities["dogs"]) == 5
+    assert (metrics["cats"]["tn"], metrics["cats"]["fp"], metrics["cats"]["tp"]) == (3, 0, 0)
+    assert (metrics["dogs"]["tp"], metrics["dogs"]["fn"], metrics["dogs"]["tn"]) == (5, 0, 0)
+
+
+# last_epoch: dvclive's summary (metrics.json) -> Keras' names.
+SUMMARY = {"step": 2, "seconds": 12.5, "resumed_after_epoch": 0, "params_total": 100,
+           "params_trainable": 10, "train_images_per_second": 30.0,
+           "train": {"accuracy": 0.8, "loss": 0.4}, "eval": {"accuracy": 0.7, "loss": 0.6}}
+
+
+def test_last_epoch_flattens_train_and_eval_as_keras_names_them():
+    flat = last_epoch(SUMMARY)
+    assert flat == {"step": 2, "seconds": 12.5, "resumed_after_epoch": 0, "params_total": 100,
+                    "params_trainable": 10, "train_images_per_second": 30.0,
+                    "accuracy": 0.8, "loss": 0.4, "val_accuracy": 0.7, "val_loss": 0.6}
+
+
+def test_comparison_row_takes_each_column_from_the_right_phase():
+    head = {**last_epoch(SUMMARY), "seconds": 10.0, "params_trainable": 10,
+            "train_images_per_second": 50.0, "accuracy": 0.6}
+    finetune = {**last_epoch(SUMMARY), "seconds": 20.0, "params_trainable": 40,
+                "train_images_per_second": 25.0, "accuracy": 0.9}
+    row = comparison_row("mobilenet", head, finetune, 0.88, 0.87, 120.0)
+    assert row == {"backbone": "mobilenet", "val_accuracy": 0.88, "test_accuracy": 0.87,
+                   "train_accuracy": 0.9, "params_total": 100,
+                   "params_trainable_head": 10, "params_trainable_finetune": 40,
+                   "head_seconds": 10.0, "finetune_seconds": 20.0,
+                   "head_train_images_per_second": 50.0,
+                   "finetune_train_images_per_second": 25.0,
+                   "predict_images_per_second": 120.0}
+
+
+def test_the_evaluation_module_does_not_import_tensorflow():
+    """The report stages import it; TensorFlow would cost them seconds of start-up."""
+    code = ("import sys, catsdogs.evaluation; "
+            "print([m for m in ('tensorflow', 'keras') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"

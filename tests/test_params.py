@@ -1,6 +1,7 @@
 """The params schema: the committed params.yaml parses, and every rule stops a bad value
 with one message naming the key, the offending value and what is allowed."""
 import copy
+import re
 
 import pytest
 import yaml
@@ -8,7 +9,7 @@ import yaml
 from catsdogs import params as P
 from conftest import ROOT
 
-COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text())
+COMMITTED = P.read(ROOT / "params.yaml")
 BACKBONE_CHOICES = "'mobilenet_v2', 'mobilenet' or 'efficientnet_b0'"
 
 
@@ -17,10 +18,13 @@ def committed():
 
 
 def with_value(dotted, value):
-    """The committed params with one key (section.key) set to `value`."""
+    """The committed params with one key (section.key, or a top-level key) set to `value`."""
     raw = committed()
-    section, key = dotted.split(".")
-    raw[section][key] = value
+    section, _, key = dotted.partition(".")
+    if key:
+        raw[section][key] = value
+    else:
+        raw[section] = value
     return raw
 
 
@@ -34,8 +38,8 @@ def test_committed_params_parse():
     params = P.parse(committed())
     assert isinstance(params, P.Params)
     assert params.model.backbone == COMMITTED["model"]["backbone"]
-    assert params.validate_.classes == COMMITTED["validate"]["classes"]
-    assert params.finetune.learning_rate == pytest.approx(float(COMMITTED["finetune"]["learning_rate"]))
+    assert params.classes == COMMITTED["classes"] == ["cats", "dogs"]
+    assert params.finetune.learning_rate == COMMITTED["finetune"]["learning_rate"]
 
 
 def test_load_reads_params_yaml_from_the_working_directory(tmp_path, monkeypatch):
@@ -60,9 +64,9 @@ FIELD_RULES = [
     ("train.batch_size", True, "valid integer"),
     ("model.backbone", "resnet50", BACKBONE_CHOICES),
     ("model.image_size", 16, "greater than or equal to 32"),
-    ("validate.classes", ["cats"], "at least 2 items"),
-    ("validate.classes", ["cats", "dogs", "birds"], "at most 2 items"),
-    ("validate.classes", ["cats", "cats"], "distinct"),
+    ("classes", ["cats"], "at least 2 items"),
+    ("classes", ["cats", "dogs", "birds"], "at most 2 items"),
+    ("classes", ["cats", "cats"], "distinct"),
     ("compare.backbones", ["mobilenet", "mobilenet"], "distinct"),
 ]
 
@@ -81,13 +85,28 @@ def test_an_unknown_backbone_in_compare_is_refused():
     assert BACKBONE_CHOICES in message
 
 
-@pytest.mark.parametrize("stage", ["train_head", "finetune", "baseline"])
-def test_a_learning_rate_written_as_a_yaml_1_1_string_is_a_float(stage):
-    raw = with_value(f"{stage}.learning_rate", "1e-05")
-    # What YAML 1.1 (PyYAML) makes of an exponent without a dot: a string.
+def test_the_committed_exponent_learning_rate_loads_as_a_float_as_dvc_reads_it():
+    # The committed text: an exponent without a dot, which YAML 1.1 (PyYAML) reads as a
+    # string and YAML 1.2 (ruamel, as DVC) as a number.
+    text = (ROOT / "params.yaml").read_text()
+    assert re.search(r"^finetune:.*\n(?:  .*\n)*?  learning_rate: 1e-05\b", text, re.MULTILINE)
     assert yaml.safe_load("learning_rate: 1e-05")["learning_rate"] == "1e-05"
-    value = getattr(P.parse(raw), stage).learning_rate
+    assert COMMITTED["finetune"]["learning_rate"] == 1e-05
+    value = P.load(ROOT / "params.yaml").finetune.learning_rate
     assert isinstance(value, float) and value == 1e-05
+
+
+@pytest.mark.parametrize("stage", ["train_head", "finetune", "baseline"])
+def test_a_learning_rate_quoted_as_a_string_is_refused(tmp_path, stage):
+    text = re.sub(rf"(?m)^({stage}:.*\n(?:  .*\n)*?  learning_rate: )\S+", r"\g<1>'1e-05'",
+                  (ROOT / "params.yaml").read_text())
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert P.read(path)[stage]["learning_rate"] == "1e-05"   # the edit hit the right key
+    with pytest.raises(P.ParamError) as error:
+        P.load(path)
+    assert f"'{stage}.learning_rate' = '1e-05'" in str(error.value)
+    assert "valid number" in str(error.value)
 
 
 def test_a_learning_rate_string_that_is_no_number_is_refused():
@@ -204,11 +223,9 @@ def test_a_stage_stops_on_bad_params_before_touching_data(tmp_path, monkeypatch)
     # Control: with good params, both stages get past the check and fail on the missing data
     # (so a ParamError below can only come from the params check).
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed()))
-    with pytest.raises(SystemExit) as error:
-        stages.split.main()
-    assert not isinstance(error.value, P.ParamError)
-    with pytest.raises(FileNotFoundError):
-        stages.train_head.main()
+    for stage in (stages.split, stages.train_head):
+        with pytest.raises(FileNotFoundError):
+            stage.main()
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("train_head.epochs", 0)))
     before = sorted(tmp_path.rglob("*"))

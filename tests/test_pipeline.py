@@ -1,12 +1,10 @@
 """End to end: `dvc repro` on tiny data in a temporary copy of the project."""
 import json
-import sys
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import run
+from conftest import dvc
 
 STAGES = ["fetch", "validate", "split", "decode", "baseline", "train_head", "finetune",
           "evaluate", "compare@efficientnet_b0", "compare_report"]
@@ -22,13 +20,12 @@ def ran(output, stage):
     return f"Running stage '{stage}'" in output
 
 
-def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project):
-    params = yaml.safe_load((project / "params.yaml").read_text())
+def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project, tiny_dataset,
+                                                                     write_params):
     # efficientnet_b0 with weights=None goes through the same code path as the others.
-    params["compare"]["backbones"] = ["efficientnet_b0"]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"])
 
-    first = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    first = dvc(project, "repro")
     assert [s for s in STAGES if not ran(first, s)] == []
     assert [p for p in OUTPUTS if not (project / p).exists()] == []
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
@@ -41,12 +38,11 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project):
         assert metrics[model]["test"]["fn"] == dogs_called_cats
     assert set(metrics["targets"]) >= {"val_accuracy_met", "train_accuracy_met", "all_met"}
     assert "efficientnet_b0" in (project / "reports/compare/compare.md").read_text()
-    shown = run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
-    assert "reports/evaluate/metrics.json" in shown
+    assert "reports/evaluate/metrics.json" in dvc(project, "metrics", "show", "--json")
 
-    params["finetune"]["learning_rate"] = 0.0001
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    second = run([sys.executable, "-m", "dvc", "repro"], project).stdout
+    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
+                 finetune__learning_rate=0.0001)
+    second = dvc(project, "repro")
     rerun = [s for s in STAGES if ran(second, s)]
     assert rerun == ["finetune", "evaluate", "compare@efficientnet_b0", "compare_report"], second
-    assert "up to date" in run([sys.executable, "-m", "dvc", "status"], project).stdout
+    assert "up to date" in dvc(project, "status")

@@ -1,4 +1,5 @@
-"""The check on real data: the frozen-head phase with ImageNet weights learns cats vs dogs.
+"""The check on real data: a frozen MobileNetV2 (ImageNet weights) and a new head, trained
+with the library as stage train_head does, learns cats vs dogs.
 
 Wrong preprocessing, wrong or missing weights, or broken labels all land near 50%.
 Runs only where the Keras cache already holds the dataset zip and the MobileNetV2 weights
@@ -10,20 +11,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from catsdogs import params as P
-from catsdogs.data import DECODED_DIR, decode_files, save_decoded
-from catsdogs.models import keras_cache_dir
-from catsdogs.training import head_phase
+from catsdogs import paths
+from catsdogs.data import (augmentation, decode_files, eval_split, load_decoded, save_decoded,
+                           train_dataset)
+from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base
+from catsdogs.training import fit, seed_everything
 
-ROOT = Path(__file__).resolve().parents[1]
-ZIP = Path(keras_cache_dir()) / "datasets" / "cats_and_dogs_filtered.zip"
-WEIGHTS = (Path(keras_cache_dir()) / "models"
-           / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5")
+BACKBONE, SIZE = "mobilenet_v2", 160
+ZIP = paths.keras_cache() / "datasets" / "cats_and_dogs_filtered.zip"
+WEIGHTS = paths.keras_cache() / "models" / BACKBONES[BACKBONE].weights_file.format(size=SIZE)
 MISSING = [str(path) for path in (ZIP, WEIGHTS) if not path.is_file()]
 PER_CLASS = {"train": 300, "val": 100}   # drawn from the zip's train/ and validation/
 CLASSES = ["cats", "dogs"]               # labels 0, 1
+EPOCHS = 2
 
 
 def extract_subset(archive, source_split, count, destination):
@@ -44,23 +46,36 @@ def extract_subset(archive, source_split, count, destination):
 
 @pytest.mark.skipif(bool(MISSING), reason=f"real data not in the Keras cache "
                     f"(set KERAS_HOME to a seeded cache); missing: {', '.join(MISSING)}")
-def test_frozen_head_on_imagenet_features_separates_real_cats_and_dogs(tmp_path, monkeypatch):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["model"].update(backbone="mobilenet_v2", weights="imagenet", image_size=160)  # = WEIGHTS
-    raw["compare"]["backbones"] = ["mobilenet"]  # anything but model.backbone
-    raw["train_head"]["epochs"] = 2
-    params = P.parse(raw)
+def test_frozen_head_on_imagenet_features_separates_real_cats_and_dogs(
+        tmp_path, monkeypatch, write_params):
     monkeypatch.chdir(tmp_path)
+    # The committed recipe (batch size, augmentation, dropout, learning rate) at the weights'
+    # size; params.yaml in the working folder, where the resume backup reads it.
+    write_params(tmp_path, model__backbone=BACKBONE, model__weights="imagenet",
+                 model__image_size=SIZE, train__batch_size=32, train_head__epochs=EPOCHS)
+    p = P.load()
+    assert p.model.image_size == SIZE and p.model.weights == "imagenet"
     # What stages split + decode would write: data/decoded/<split>.npz in split-file order.
-    DECODED_DIR.mkdir(parents=True)
     with zipfile.ZipFile(ZIP) as archive:
         for split, source_split in (("train", "train"), ("val", "validation")):
             frame = extract_subset(archive, source_split, PER_CLASS[split], tmp_path / "images")
-            images = decode_files(frame["path"], params.model.image_size, name=split)
-            save_decoded(DECODED_DIR / f"{split}.npz", images, frame["label"])
+            save_decoded(split, decode_files(frame["path"], SIZE, name=split), frame["label"])
 
+    preprocess = BACKBONES[BACKBONE].preprocess
+    seed = p.train.seed
+    seed_everything(seed)
+    val, val_labels = eval_split("val", p.train.batch_size, preprocess)
+    assert len(val_labels) == 2 * PER_CLASS["val"]
+    model = build_classifier(BACKBONE, SIZE, "imagenet", p.train_head.dropout, seed)
+    assert not find_base(model).trainable
+    compile_binary(model, p.train_head.learning_rate)
+    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
+                           p.augment.horizontal_flip)
+    train = train_dataset(*load_decoded("train"), p.train.batch_size, preprocess, augment, seed)
+    assert train.images == 2 * PER_CLASS["train"]
     # A relative live dir, as the stages use (training keeps backups under .backups/<live dir>).
-    _, summary = head_phase(params, "mobilenet_v2", "live")
+    summary = fit(model, train, val, EPOCHS, seed, "live")
 
     assert summary["val_accuracy"] > 0.90, summary
+    assert summary["resumed_after_epoch"] == 0
     assert (tmp_path / "live" / "metrics.json").is_file()

@@ -1,98 +1,176 @@
-"""Stage train_head's phase on tiny decoded data: the standard recipe and the opt-in
-cached-feature mode (train_head.feature_views), which must train the model's own head."""
+"""Stage train_head on tiny decoded data (32 px, random weights): what it saves and logs, and
+resume after an interruption (catsdogs.resume.EpochBackup), which must end exactly as a
+straight run would, and only ever from a backup of the same run."""
 import json
 
+import keras
 import numpy as np
+import pandas as pd
 import pytest
 
-from catsdogs import params as P
-from catsdogs.data import DECODED_DIR, decode_files, save_decoded
-from catsdogs.training import eval_data, head_phase
+import stages.train_head
+from catsdogs import paths
+from catsdogs.data import decode_files, save_decoded
+from catsdogs.models import build_classifier, find_base
+from catsdogs.resume import EpochBackup
+from catsdogs.training import seed_everything
 from conftest import make_dataset, tiny_params
 
 EPOCHS = 3
+OTHER_LEARNING_RATE = 0.01   # the committed train_head.learning_rate is 0.001
+TSVS = [f"{folder}/{metric}.tsv" for folder in ("train", "eval") for metric in ("accuracy", "loss")]
+BACKUP = paths.BACKUPS / "reports_train_head"   # EpochBackup's folder for paths.HEAD_LIVE
 
 
-@pytest.fixture
-def decoded(tmp_path, monkeypatch):
-    """data/decoded/{train,val}.npz of a tiny tinted dataset, in a working folder."""
-    dataset = make_dataset(tmp_path / "images", per_class={"train": 12, "validation": 4})
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / DECODED_DIR).mkdir(parents=True)
-    raw = tiny_params(dataset)
-    raw["train_head"]["epochs"] = EPOCHS
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory):
+    """{split: (images, labels)} of a tiny tinted dataset, decoded at the tiny params' size."""
+    root = make_dataset(tmp_path_factory.mktemp("images"),
+                        per_class={"train": 12, "validation": 4})
+    size = tiny_params()["model"]["image_size"]
+    arrays = {}
     for split, folder in (("train", "train"), ("val", "validation")):
-        paths = sorted(str(p) for p in (dataset / folder).rglob("*.jpg"))
-        labels = [float("/dogs/" in p) for p in paths]
-        save_decoded(DECODED_DIR / f"{split}.npz",
-                     decode_files(paths, raw["model"]["image_size"]), labels)
+        files = sorted(str(path) for path in (root / folder).rglob("*.jpg"))
+        arrays[split] = decode_files(files, size), [float("/dogs/" in f) for f in files]
+    return arrays
+
+
+def prepare(directory, monkeypatch, write_params, decoded, **changes):
+    """directory as a project working folder: params.yaml and data/decoded/{train,val}.npz."""
+    directory.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(directory)
+    raw = write_params(directory, **changes)
+    for split, (images, labels) in decoded.items():
+        save_decoded(split, images, labels)
     return raw
 
 
-def run_head(raw, views, live_dir):
-    raw["train_head"]["feature_views"] = views
-    params = P.parse(raw)
-    model, summary = head_phase(params, params.model.backbone, live_dir)
-    return params, model, summary
+def outcome(directory):
+    """(weights of the saved model, dvclive's per-epoch TSVs, dvclive's summary)."""
+    live = directory / paths.HEAD_LIVE
+    model = keras.models.load_model(directory / paths.HEAD_MODEL)
+    # (Were dvclive to stamp rows with the wall clock, everything else must still match.)
+    histories = {name: pd.read_csv(live / "plots" / "metrics" / name, sep="\t")
+                 .drop(columns="timestamp", errors="ignore") for name in TSVS}
+    summary = json.loads((live / "metrics.json").read_text())
+    return model.get_weights(), histories, summary
 
 
-def test_cached_features_train_the_models_own_head_and_log_every_epoch(decoded):
-    params, untrained, _ = run_head(decoded, 0, "live_standard")
-    params, model, summary = run_head(decoded, 2, "live_cached")
-
-    logged = json.loads(open("live_cached/metrics.json").read())
-    assert logged["step"] == EPOCHS - 1
-    assert summary["params_total"] == model.count_params()  # the whole model, not the head
-    assert summary["params_trainable"] == sum(w.numpy().size for w in model.trainable_weights)
-    head = model.get_layer("cat_or_dog").get_weights()[0]
-    assert not np.array_equal(head, untrained.get_layer("cat_or_dog").get_weights()[0])
-    # The val accuracy logged while training the head on features is the full model's.
-    val_data, val_labels = eval_data(params, params.model.backbone, "val")
-    predictions = model.predict(val_data, verbose=0).reshape(-1) > 0.5  # as Keras counts
-    assert summary["val_accuracy"] == pytest.approx(np.mean(predictions == val_labels))
-
-
-def test_cached_features_with_the_same_params_give_the_same_head(decoded):
-    _, first, _ = run_head(decoded, 2, "live_a")
-    _, second, _ = run_head(decoded, 2, "live_b")
-    _, other, _ = run_head(decoded, 1, "live_c")
-    weights = [m.get_layer("cat_or_dog").get_weights()[0] for m in (first, second, other)]
-    np.testing.assert_array_equal(weights[0], weights[1])
-    assert not np.array_equal(weights[0], weights[2])  # one view is not two
-
-
-def test_feature_views_must_not_be_negative(decoded):
-    decoded["train_head"]["feature_views"] = -1
-    with pytest.raises(P.ParamError, match="'train_head.feature_views' = -1"):
-        P.parse(decoded)
-
-
-def test_cached_features_resume_after_an_interruption_and_match_a_straight_run(
-        decoded, monkeypatch):
-    from catsdogs.training import EpochBackup
-
-    _, straight, _ = run_head(decoded, 2, "live_straight")
-    backup_epoch_end = EpochBackup.on_epoch_end
-
-    def stop_after_two_epochs(self, epoch, logs=None):
-        backup_epoch_end(self, epoch, logs)
-        if epoch == 1:  # as a kill right after the second epoch's backup
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(EpochBackup, "on_epoch_end", stop_after_two_epochs)
-        with pytest.raises(KeyboardInterrupt):
-            run_head(decoded, 2, "live_resumed")
-    _, resumed, summary = run_head(decoded, 2, "live_resumed")
-    assert summary["resumed_after_epoch"] == 2
-    for a, b in zip(straight.get_layer("cat_or_dog").get_weights(),
-                    resumed.get_layer("cat_or_dog").get_weights()):
+def assert_same_weights(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
 
 
-def test_cached_features_without_augmentation_use_one_plain_view(decoded):
-    decoded["augment"].update(rotation_degrees=0, shift_fraction=0.0, horizontal_flip=False)
-    _, one, _ = run_head(decoded, 1, "live_one")
-    _, three, _ = run_head(decoded, 3, "live_three")  # three identical views: the same head
-    np.testing.assert_array_equal(one.get_layer("cat_or_dog").get_weights()[0],
-                                  three.get_layer("cat_or_dog").get_weights()[0])
+def interrupt_after_two_epochs(patch):
+    """As a kill right after the second epoch's backup was written."""
+    backup_epoch_end = EpochBackup.on_epoch_end
+
+    def stop(self, epoch, logs=None):
+        backup_epoch_end(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    patch.setattr(EpochBackup, "on_epoch_end", stop)
+
+
+def run_interrupted():
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt_after_two_epochs(patch)
+        with pytest.raises(KeyboardInterrupt):
+            stages.train_head.main()
+    assert not paths.HEAD_MODEL.exists()
+    assert len(json.loads((BACKUP / "state.json").read_text())["history"]) == 2
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, write_params, decoded):
+    """The outcome of an uninterrupted run of EPOCHS epochs with the tiny params."""
+    directory = tmp_path_factory.mktemp("straight")
+    with pytest.MonkeyPatch.context() as patch:
+        prepare(directory, patch, write_params, decoded, train_head__epochs=EPOCHS)
+        stages.train_head.main()
+    return outcome(directory)
+
+
+def test_the_stage_saves_a_head_trained_on_a_frozen_base_and_logs_every_epoch(
+        tmp_path, monkeypatch, write_params, decoded):
+    raw = prepare(tmp_path, monkeypatch, write_params, decoded, train_head__epochs=2)
+    stages.train_head.main()
+
+    model = keras.models.load_model(paths.HEAD_MODEL)
+    base = find_base(model)
+    assert not base.trainable
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1280 + 1
+    # The base left training as it was built (BatchNorm statistics included); the head learnt.
+    model_params, train = raw["model"], raw["train"]
+    seed_everything(train["seed"])
+    built = build_classifier(model_params["backbone"], model_params["image_size"],
+                             model_params["weights"], raw["train_head"]["dropout"],
+                             train["seed"])
+    assert_same_weights(base.get_weights(), find_base(built).get_weights())
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        model.get_layer("cat_or_dog").get_weights(), built.get_layer("cat_or_dog").get_weights()))
+
+    summary = json.loads((paths.HEAD_LIVE / "metrics.json").read_text())
+    assert summary["step"] == 2 - 1
+    assert summary["resumed_after_epoch"] == 0
+    assert set(summary["train"]) == set(summary["eval"]) == {"accuracy", "loss"}
+    assert summary["params_trainable"] == 1280 + 1
+    assert summary["params_total"] == model.count_params()
+    for name in TSVS:
+        tsv = pd.read_csv(paths.HEAD_LIVE / "plots" / "metrics" / name, sep="\t")
+        assert list(tsv["step"]) == [0, 1], name
+    assert not BACKUP.exists()   # finished: nothing left to resume
+
+
+def test_an_interrupted_run_resumes_and_ends_exactly_as_a_straight_run(
+        straight, tmp_path, monkeypatch, write_params, decoded, capsys):
+    prepare(tmp_path / "resumed", monkeypatch, write_params, decoded, train_head__epochs=EPOCHS)
+    run_interrupted()
+    capsys.readouterr()
+    stages.train_head.main()
+    output = capsys.readouterr().out
+
+    assert "resumed after epoch 2" in output
+    assert "Epoch 3/3" in output and "Epoch 1/3" not in output   # only the missing epoch ran
+    weights, histories, summary = outcome(tmp_path / "resumed")
+    assert summary["resumed_after_epoch"] == 2
+    assert summary["step"] == EPOCHS - 1
+    straight_weights, straight_histories, straight_summary = straight
+    assert_same_weights(weights, straight_weights)
+    for name in TSVS:
+        assert len(histories[name]) == EPOCHS, name
+        pd.testing.assert_frame_equal(histories[name], straight_histories[name], check_exact=True)
+    assert summary["train"] == straight_summary["train"]
+    assert summary["eval"] == straight_summary["eval"]
+    assert not BACKUP.exists()
+
+    # Control: the comparison can tell runs apart (another learning rate, other weights).
+    prepare(tmp_path / "other", monkeypatch, write_params, decoded, train_head__epochs=EPOCHS,
+            train_head__learning_rate=OTHER_LEARNING_RATE)
+    stages.train_head.main()
+    other_weights, _, _ = outcome(tmp_path / "other")
+    assert any(not np.array_equal(a, b) for a, b in zip(other_weights, straight_weights))
+
+
+def test_a_backup_of_a_run_with_other_params_is_not_used(
+        straight, tmp_path, monkeypatch, write_params, decoded, capsys):
+    # Interrupted with another learning rate: resuming from it would change the weights.
+    prepare(tmp_path, monkeypatch, write_params, decoded, train_head__epochs=EPOCHS,
+            train_head__learning_rate=OTHER_LEARNING_RATE)
+    run_interrupted()
+    write_params(tmp_path, train_head__epochs=EPOCHS)   # the params of the straight run
+    capsys.readouterr()
+    stages.train_head.main()
+    output = capsys.readouterr().out
+
+    assert "resumed" not in output
+    assert "Epoch 1/3" in output
+    weights, histories, summary = outcome(tmp_path)
+    assert summary["resumed_after_epoch"] == 0
+    straight_weights, straight_histories, _ = straight
+    assert_same_weights(weights, straight_weights)
+    for name in TSVS:
+        pd.testing.assert_frame_equal(histories[name], straight_histories[name], check_exact=True)
+    assert not BACKUP.exists()

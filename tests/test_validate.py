@@ -1,27 +1,18 @@
-"""Stage validate on tiny generated image folders: quarantine reasons, outputs, fatal checks."""
+"""Stage validate on tiny generated image folders: quarantine reasons, outputs, fatal checks.
+
+validate is the one accept/reject step: fetch copies every file of the dataset folder, so
+files outside a split or class folder reach validate and are quarantined here.
+"""
 import json
 import os
 
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
-from conftest import tiny_params
 from stages import validate
 
 SIDE = 40
-
-
-def params_with(**validate_rules):
-    """The committed params (all of them: the schema checks the whole file), with
-    min_images_per_class 2 and any validate rules given."""
-    params = tiny_params("unused")
-    params["validate"].update({"min_images_per_class": 2, **validate_rules})
-    return params
-
-
-PARAMS = params_with()
 
 # Expected quarantine: path -> reason fragments that must all appear.
 QUARANTINED = {
@@ -29,10 +20,17 @@ QUARANTINED = {
     "data/raw/train/cats/corrupt.jpg": ["unreadable by Pillow"],
     "data/raw/train/dogs/truncated.jpg": ["not decodable by TensorFlow"],
     "data/raw/train/cats/tiny.jpg": ["too small (16x16 px; validate.min_side_px is 32)"],
+    # One rule on the shorter side catches either side.
+    "data/raw/train/cats/wide.jpg": ["too small (64x16 px; validate.min_side_px is 32)"],
+    "data/raw/train/dogs/tall.jpg": ["too small (16x64 px; validate.min_side_px is 32)"],
     "data/raw/train/dogs/anim.gif": ["format GIF not allowed (validate.formats is JPEG, PNG)"],
     "data/raw/train/birds/b0.jpg": ["unknown class 'birds'"],
     # train/ sorts before validation/, so the validation copy is the later one.
     "data/raw/validation/cats/dup.jpg": ["duplicate of data/raw/train/cats/c0.jpg"],
+    # Copied by fetch from the dataset folder, judged here.
+    "data/raw/README.txt": ["not in a split folder", "unreadable by Pillow"],
+    "data/raw/train/loose.jpg": ["not in a class folder"],
+    "data/raw/test/cats/t0.jpg": ["unknown split 'test'"],
 }
 ACCEPTED_COUNTS = {"train_cats": 3, "train_dogs": 3, "validation_cats": 2, "validation_dogs": 2}
 
@@ -40,10 +38,12 @@ ACCEPTED_COUNTS = {"train_cats": 3, "train_dogs": 3, "validation_cats": 2, "vali
 def save_image(path, shade, size=SIDE, fmt=None):
     """A distinct solid-colour image per shade, so no two files are accidentally equal."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (size, size), (shade, 255 - shade, (shade * 7) % 256)).save(path, format=fmt)
+    size = size if isinstance(size, tuple) else (size, size)
+    Image.new("RGB", size, (shade, 255 - shade, (shade * 7) % 256)).save(path, format=fmt)
 
 
-def build_project(root, params=PARAMS):
+def build_project(root, write_params, **changes):
+    """The standard raw tree, and params (min_images_per_class 2, then `changes`)."""
     raw = root / "data" / "raw"
     shades = iter(range(10, 250, 9))
     for name in ["c0.jpg", "c1.jpg", "c2.png"]:
@@ -59,10 +59,15 @@ def build_project(root, params=PARAMS):
     (raw / "train" / "dogs" / "whole.jpg").unlink()
     (raw / "train" / "dogs" / "truncated.jpg").write_bytes(whole[:-10])  # the header survives
     save_image(raw / "train" / "cats" / "tiny.jpg", next(shades), size=16)
+    save_image(raw / "train" / "cats" / "wide.jpg", next(shades), size=(64, 16))
+    save_image(raw / "train" / "dogs" / "tall.jpg", next(shades), size=(16, 64))
     save_image(raw / "train" / "dogs" / "anim.gif", next(shades), fmt="GIF")
     save_image(raw / "train" / "birds" / "b0.jpg", next(shades))
     (raw / "validation" / "cats" / "dup.jpg").write_bytes((raw / "train/cats/c0.jpg").read_bytes())
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (raw / "README.txt").write_text("the dataset\n")
+    save_image(raw / "train" / "loose.jpg", next(shades))
+    save_image(raw / "test" / "cats" / "t0.jpg", next(shades))
+    write_params(root, **{"validate__min_images_per_class": 2, **changes})
     return raw
 
 
@@ -73,34 +78,44 @@ def snapshot(raw):
 def run_stage(root):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
+        # validate switches Pillow's bomb guard off for its own process; keep it on for the
+        # other tests in this one.
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
         validate.main()
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, write_params):
     """One stage run on the standard tree, shared by the read-only checks below."""
     root = tmp_path_factory.mktemp("project")
-    raw = build_project(root)
+    raw = build_project(root, write_params)
     before = snapshot(raw)
     run_stage(root)
     return root, raw, before
 
 
+def read_quarantine(root):
+    return pd.read_csv(root / "reports/validate/quarantine.csv", keep_default_na=False)
+
+
 def test_quarantines_each_bad_file_with_its_reason(project):
     root, _, _ = project
-    quarantine = pd.read_csv(root / "reports/validate/quarantine.csv", keep_default_na=False)
+    quarantine = read_quarantine(root)
     reasons = dict(zip(quarantine["path"], quarantine["reason"]))
     assert sorted(reasons) == sorted(QUARANTINED)
     for path, fragments in QUARANTINED.items():
         for fragment in fragments:
             assert fragment in reasons[path], (path, reasons[path])
     assert reasons["data/raw/train/cats/corrupt.jpg"] == "unreadable by Pillow"
+    assert reasons["data/raw/README.txt"] == "not in a split folder; unreadable by Pillow"
+    assert list(quarantine.columns) == validate.COLUMNS + ["reason"]  # min_side is dropped
 
 
 def test_manifest_holds_only_accepted_images_sorted(project):
     root, _, _ = project
     manifest = pd.read_csv(root / "data/validated/manifest.csv")
     assert list(manifest.columns) == validate.COLUMNS
+    assert "min_side" not in manifest.columns
     assert not set(manifest["path"]) & set(QUARANTINED)
     assert list(manifest["path"]) == sorted(manifest["path"])
     assert len(manifest) == sum(ACCEPTED_COUNTS.values())
@@ -115,7 +130,7 @@ def test_raw_files_are_untouched(project):
     assert snapshot(raw) == before
 
 
-def test_metrics_and_summary(project):
+def test_metrics(project):
     root, _, _ = project
     metrics = json.loads((root / "reports/validate/metrics.json").read_text())
     assert metrics["images"] == sum(ACCEPTED_COUNTS.values()) + len(QUARANTINED)
@@ -123,8 +138,8 @@ def test_metrics_and_summary(project):
     assert metrics["quarantined"] == len(QUARANTINED)
     for key, count in ACCEPTED_COUNTS.items():
         assert metrics[f"accepted_{key}"] == count
-    summary = (root / "reports/validate/summary.md").read_text()
-    assert "data/raw/train/birds/b0.jpg" in summary and "FAILED" in summary
+    assert metrics["expectations_failed"] > 0
+    assert not (root / "reports/validate/summary.md").exists()  # no longer written
 
 
 def test_gx_result_reports_the_failed_expectations(project):
@@ -133,31 +148,58 @@ def test_gx_result_reports_the_failed_expectations(project):
     assert result["success"] is False
     outcome = {(e["expectation_type"], e["kwargs"].get("column")): e
                for e in result["expectations"]}
-    for column in ["class", "format", "decodable"]:
+    assert len(outcome) == len(result["expectations"])  # one expectation per column and kind
+    for column in ["split", "class", "format", "decodable"]:
         assert not outcome[("expect_column_values_to_be_in_set", column)]["success"], column
-    assert not outcome[("expect_column_values_to_be_between", "width")]["success"]
+    # Width and height are judged once, through the shorter side.
+    min_side = outcome[("expect_column_values_to_be_between", "min_side")]
+    assert not min_side["success"]
+    assert sorted(row["path"] for row in min_side["result"]["unexpected_index_list"]) == [
+        "data/raw/train/cats/tiny.jpg", "data/raw/train/cats/wide.jpg",
+        "data/raw/train/dogs/tall.jpg"]
+    assert ("expect_column_values_to_be_between", "width") not in outcome
+    assert ("expect_column_values_to_be_between", "height") not in outcome
     assert not outcome[("expect_column_values_to_be_unique", "sha256")]["success"]
     assert outcome[("expect_column_values_to_be_unique", "path")]["success"]
-    assert outcome[("expect_column_values_to_be_in_set", "split")]["success"]
-    # COMPLETE result format: the failing rows are listed by path.
+    assert outcome[("expect_column_values_to_be_in_set", "symlink")]["success"]
+    # COMPLETE result format: the failing rows are listed by path. Files outside a split
+    # folder have no class to judge: only the split rule names them.
     unknown_class = outcome[("expect_column_values_to_be_in_set", "class")]["result"]
     assert [row["path"] for row in unknown_class["unexpected_index_list"]] == [
-        "data/raw/train/birds/b0.jpg"]
+        "data/raw/train/birds/b0.jpg", "data/raw/train/loose.jpg"]
+    unknown_split = outcome[("expect_column_values_to_be_in_set", "split")]["result"]
+    assert [row["path"] for row in unknown_split["unexpected_index_list"]] == [
+        "data/raw/README.txt", "data/raw/test/cats/t0.jpg"]
 
 
-def test_missing_class_is_fatal_and_named(tmp_path):
-    raw = build_project(tmp_path)
+def test_missing_class_is_fatal_and_named(tmp_path, write_params):
+    raw = build_project(tmp_path, write_params)
     for image in (raw / "validation" / "dogs").iterdir():
         image.unlink()
     (raw / "validation" / "dogs").rmdir()
     with pytest.raises(SystemExit, match=r"class 'dogs' missing in data/raw/validation/ "
-                                         r"\(no folder data/raw/validation/dogs/\)"):
+                                         r"\(no folder data/raw/validation/dogs/\): add it to "
+                                         r"the source or fix classes$"):
         run_stage(tmp_path)
     assert (tmp_path / "reports/validate/quarantine.csv").exists()  # reports still written
 
 
-def test_too_few_images_is_fatal_and_named(tmp_path):
-    build_project(tmp_path, params_with(min_images_per_class=3))
+def test_classes_come_from_the_top_level_key(tmp_path, write_params):
+    build_project(tmp_path, write_params, classes=["cats", "birds"])
+    with pytest.raises(SystemExit) as failure:
+        run_stage(tmp_path)
+    message = str(failure.value)
+    # birds has a train folder (1 image, too few) but none in validation; dogs is unknown now.
+    assert "only 1 accepted 'birds' images in train" in message
+    assert "class 'birds' missing in data/raw/validation/" in message
+    assert "'dogs'" not in message
+    quarantine = read_quarantine(tmp_path)
+    reasons = dict(zip(quarantine["path"], quarantine["reason"]))
+    assert reasons["data/raw/train/dogs/d0.jpg"] == "unknown class 'dogs'"
+
+
+def test_too_few_images_is_fatal_and_named(tmp_path, write_params):
+    build_project(tmp_path, write_params, validate__min_images_per_class=3)
     with pytest.raises(SystemExit) as failure:
         run_stage(tmp_path)
     message = str(failure.value)
@@ -167,21 +209,26 @@ def test_too_few_images_is_fatal_and_named(tmp_path):
     assert "in train" not in message
 
 
-def test_missing_raw_folder_is_fatal(tmp_path):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    with pytest.raises(SystemExit, match="no files under data/raw"):
+def test_missing_raw_folder_is_fatal(tmp_path, write_params):
+    write_params(tmp_path, validate__min_images_per_class=2)
+    with pytest.raises(SystemExit) as failure:
         run_stage(tmp_path)
+    message = str(failure.value)
+    for split in ("train", "validation"):
+        for name in ("cats", "dogs"):
+            assert (f"class '{name}' missing in data/raw/{split}/ (no folder "
+                    f"data/raw/{split}/{name}/)") in message
 
 
-def test_symbolic_links_in_raw_are_quarantined_unread(tmp_path):
+def test_symbolic_links_in_raw_are_quarantined_unread(tmp_path, write_params):
     # fetch never copies links; a hand-made data/raw may still hold some.
-    raw = build_project(tmp_path)
+    raw = build_project(tmp_path, write_params)
     outside = tmp_path / "outside"
     save_image(outside / "secret.jpg", 3)
     (raw / "train/cats/link.jpg").symlink_to(outside / "secret.jpg")
     (raw / "train/dogs/linked_folder").symlink_to(outside, target_is_directory=True)
     run_stage(tmp_path)
-    quarantine = pd.read_csv(tmp_path / "reports/validate/quarantine.csv", keep_default_na=False)
+    quarantine = read_quarantine(tmp_path)
     reasons = dict(zip(quarantine["path"], quarantine["reason"]))
     assert reasons["data/raw/train/cats/link.jpg"] == "symbolic link, not followed"
     assert reasons["data/raw/train/dogs/linked_folder"] == "symbolic link, not followed"

@@ -1,0 +1,33 @@
+"""Where every stage reads and writes, written once. No TensorFlow here: light stages import it.
+
+Paths are relative to the project root, where dvc.yaml runs the stages.
+"""
+import os
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+RAW = Path("data/raw")                      # fetch: <split>/<class>/<file>, as in the source
+SOURCE_SPLITS = ("train", "validation")     # the dataset's own folders; validation is our test set
+MANIFEST = Path("data/validated/manifest.csv")
+SPLIT = Path("data/split")                  # <split>.csv: one row per image
+SPLITS = ("train", "val", "test")
+DECODED = Path("data/decoded")              # <split>.npz: uint8 images and labels, in split-file order
+BASELINE_MODEL = Path("models/baseline.keras")
+HEAD_MODEL = Path("models/head.keras")
+FINAL_MODEL = Path("models/final.keras")
+REPORTS = Path("reports")                   # reports/<stage>/: metrics, plots, tables
+FETCH_REPORTS = REPORTS / "fetch"
+VALIDATE_REPORTS = REPORTS / "validate"
+SPLIT_METRICS = REPORTS / "split" / "metrics.json"
+BASELINE_LIVE = REPORTS / "baseline"        # dvclive: metrics.json, plots/metrics/{train,eval}/
+HEAD_LIVE = REPORTS / "train_head"
+FINETUNE_LIVE = REPORTS / "finetune"
+EVALUATE_REPORTS = REPORTS / "evaluate"
+COMPARE_REPORTS = REPORTS / "compare"
+COMPARE_RUNS = COMPARE_REPORTS / "runs"     # <backbone>/{head,finetune}/ and metrics.json
+BACKUPS = Path(".backups")                  # resume state; not a DVC output, so DVC never deletes it
+
+
+def keras_cache():
+    """Where Keras caches downloads (datasets/, models/): $KERAS_HOME, else ~/.keras."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
