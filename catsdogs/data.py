@@ -55,8 +55,7 @@ def decode_files(files, image_size, name="images"):
 
 def save_decoded(split, images, labels):
     paths.DECODED.mkdir(parents=True, exist_ok=True)
-    np.savez(paths.DECODED / f"{split}.npz", images=images,
-             labels=np.asarray(labels, dtype=np.float32))
+    np.savez(paths.DECODED / f"{split}.npz", images=images, labels=np.asarray(labels, "float32"))
 
 
 def load_decoded(split):
@@ -65,28 +64,27 @@ def load_decoded(split):
         return arrays["images"], arrays["labels"]
 
 
-class Augmentation:
-    """Random horizontal flip, rotation and shift of a batch, as ONE affine resampling per
-    image (keras.ops.image.affine_transform, bilinear, reflected borders, the defaults of
-    Keras' RandomRotation/RandomTranslation, whose ranges these knobs follow).
+def augmentation(rotation_degrees, shift_fraction, horizontal_flip):
+    """augment(images, seed): random horizontal flip, rotation and shift of a float batch,
+    as ONE affine resampling per image (bilinear, reflected borders: the defaults of Keras'
+    RandomRotation/RandomTranslation, whose ranges these knobs follow); None if all are off.
 
     Why not those layers: chained they resample twice, and their random state lives in a
     variable, so tf.data must run them one batch at a time to stay reproducible. Here the
-    draws come from a stateless seed per batch, so batches augment in parallel, and
-    deterministically.
+    draws come from a stateless seed per batch: batches augment in parallel, deterministically.
     """
+    if not (rotation_degrees or shift_fraction or horizontal_flip):
+        return None
+    max_radians = math.radians(rotation_degrees)
 
-    def __init__(self, rotation_degrees, shift_fraction, horizontal_flip):
-        self.max_radians = math.radians(rotation_degrees)
-        self.shift, self.flip = shift_fraction, horizontal_flip
-
-    def __call__(self, images, seed):
+    def augment(images, seed):
         count = tf.shape(images)[0]
         height, width = (tf.cast(tf.shape(images)[i], tf.float32) for i in (1, 2))
         draws = tf.random.stateless_uniform([count, 4], seed=seed, minval=-1.0, maxval=1.0)
-        angle = draws[:, 0] * self.max_radians
-        shift_x, shift_y = draws[:, 1] * self.shift * width, draws[:, 2] * self.shift * height
-        mirror = tf.cast(draws[:, 3] < 0, tf.float32) if self.flip else tf.zeros([count])
+        angle = draws[:, 0] * max_radians
+        shift_x = draws[:, 1] * shift_fraction * width
+        shift_y = draws[:, 2] * shift_fraction * height
+        mirror = tf.cast(draws[:, 3] < 0, tf.float32) if horizontal_flip else tf.zeros([count])
         # The transform maps each output pixel back to its source: undo the shift, then the
         # rotation about the centre, then the mirror (x -> width - 1 - x).
         cos, sin = tf.cos(angle), tf.sin(angle)
@@ -100,13 +98,7 @@ class Augmentation:
         transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
         return keras.ops.image.affine_transform(images, transform, interpolation="bilinear",
                                                 fill_mode="reflect")
-
-
-def augmentation(rotation_degrees, shift_fraction, horizontal_flip):
-    """The training augmentation, or None when every part is switched off."""
-    if not (rotation_degrees or shift_fraction or horizontal_flip):
-        return None
-    return Augmentation(rotation_degrees, shift_fraction, horizontal_flip)
+    return augment
 
 
 def stream_seed(seed, stream, counter):
@@ -114,9 +106,8 @@ def stream_seed(seed, stream, counter):
 
 
 def _to_model_input(dataset, preprocess):
-    cast = dataset.map(lambda x, y: (preprocess(tf.cast(x, tf.float32)), y),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-    return cast.prefetch(tf.data.AUTOTUNE)
+    return dataset.map(lambda x, y: (preprocess(tf.cast(x, tf.float32)), y),
+                       num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(images, labels, batch_size, preprocess):
@@ -161,8 +152,7 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed):
     if augment is None:
         dataset = dataset.map(lambda x, y, _: (x, y))
     else:
-        dataset = dataset.map(lambda x, y, batch_seed: (augment(tf.cast(x, tf.float32),
-                                                                batch_seed), y),
+        dataset = dataset.map(lambda x, y, seed: (augment(tf.cast(x, tf.float32), seed), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return TrainingData(_to_model_input(dataset, preprocess), epoch, count)
 

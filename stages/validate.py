@@ -3,7 +3,8 @@ accepted into the manifest or quarantined with its reasons; nothing is changed o
 
 One metadata row per file (where it sits, what Pillow reads from the header, size, sha256,
 whether the training decoder accepts it); Great Expectations checks that table against
-rules(), and each failing row takes the rule's reason. Symbolic links are never read.
+rules(), and each failing row takes the rule's reason. (fetch never lands symbolic links;
+a file DVC links from its cache, as with cache.type symlink, is judged by its content.)
 """
 import hashlib
 import io
@@ -22,7 +23,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from PIL import Image
 
 REPORT_DIR = paths.VALIDATE_REPORTS
-COLUMNS = ["path", "class", "split", "subfolder", "hidden", "symlink", "format", "mode",
+COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
            "width", "height", "pixels", "bytes", "sha256", "decodable"]
 PROGRESS_EVERY = 500      # files between progress lines
 # COMPLETE lists every failing row; naming rows by path makes gx_result.json readable too.
@@ -38,7 +39,6 @@ def rules(classes, knobs):
         return E.ExpectColumnValuesToBeInSet(column=column, value_set=list(allowed))
 
     return [
-        (not_in_set("symlink", [False]), lambda row: "symbolic link, not followed"),
         (not_in_set("hidden", [False]), lambda row: "hidden file"),
         (not_in_set("split", paths.SOURCE_SPLITS),
          lambda row: f"unknown split '{row['split']}'" if row["split"] else "not in a split folder"),
@@ -80,10 +80,7 @@ def describe(path, max_pixels):
     row = {"path": path.as_posix(), "split": split,
            "class": (parts[1] if len(parts) > 2 else "") if placed else None,
            "subfolder": "/".join(parts[2:-1]) if placed else None,  # between class and file
-           "hidden": any(part.startswith(".") for part in parts),  # .DS_Store, ._x.jpg, .git/
-           "symlink": path.is_symlink()}
-    if row["symlink"]:
-        return row  # its target may be anywhere: never read through it
+           "hidden": any(part.startswith(".") for part in parts)}  # .DS_Store, ._x.jpg, .git/
     data = path.read_bytes()
     row.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     if row["hidden"]:
@@ -103,12 +100,8 @@ def describe(path, max_pixels):
 
 
 def scan_raw(max_pixels):
-    """Every file and symbolic link under data/raw, without entering symlinked folders."""
-    files = []
-    for dirpath, dirnames, filenames in os.walk(paths.RAW):
-        folder = Path(dirpath)
-        files += [folder / name for name in filenames]
-        files += [folder / name for name in dirnames if (folder / name).is_symlink()]
+    """The metadata table of every file under data/raw."""
+    files = [Path(folder, name) for folder, _, names in os.walk(paths.RAW) for name in names]
     # Pillow refuses (or warns about) huge declared sizes as soon as it opens a file. Here it
     # only reads headers, and describe() checks validate.max_pixels before anything decodes.
     Image.MAX_IMAGE_PIXELS = None
@@ -161,26 +154,6 @@ def quarantine(table, result, reasons_by_rule):
     return table
 
 
-def fatal_problems(table, accepted, classes, min_images):
-    problems = []
-    for split in paths.SOURCE_SPLITS:
-        for name in classes:
-            folder = paths.RAW / split / name
-            found = ((table["split"] == split) & (table["class"] == name)).sum()
-            kept = ((accepted["split"] == split) & (accepted["class"] == name)).sum()
-            if not folder.is_dir():
-                problems.append(f"class '{name}' missing in {paths.RAW}/{split}/ (no folder "
-                                f"{folder}/): add it to the source or fix classes")
-            elif found == 0:
-                problems.append(f"{folder}/ is empty: put the '{name}' images of {split} "
-                                f"there (in the source) or fix classes")
-            elif kept < min_images:
-                problems.append(f"only {kept} accepted '{name}' images in {split} "
-                                f"(validate.min_images_per_class is {min_images}; see "
-                                f"{REPORT_DIR / 'quarantine.csv'} for the rest)")
-    return problems
-
-
 def main():
     p = params.load()
     classes, knobs = p.classes, p.validate_
@@ -208,16 +181,28 @@ def main():
     (REPORT_DIR / "gx_result.json").write_text(json.dumps(result.describe_dict(), indent=2))
     metrics = {"images": len(table), "accepted": len(accepted), "quarantined": len(quarantined),
                "expectations_failed": result.statistics["unsuccessful_expectations"]}
+    problems = []
     for split in paths.SOURCE_SPLITS:
         for name in classes:
-            metrics[f"accepted_{split}_{name}"] = int(
+            folder = paths.RAW / split / name
+            found = ((table["split"] == split) & (table["class"] == name)).sum()
+            kept = metrics[f"accepted_{split}_{name}"] = int(
                 ((accepted["split"] == split) & (accepted["class"] == name)).sum())
+            if not folder.is_dir():
+                problems.append(f"class '{name}' missing in {paths.RAW}/{split}/ (no folder "
+                                f"{folder}/): add it to the source or fix classes")
+            elif found == 0:
+                problems.append(f"{folder}/ is empty: put the '{name}' images of {split} "
+                                f"there (in the source) or fix classes")
+            elif kept < knobs.min_images_per_class:
+                problems.append(f"only {kept} accepted '{name}' images in {split} "
+                                f"(validate.min_images_per_class is {knobs.min_images_per_class}; "
+                                f"see {REPORT_DIR / 'quarantine.csv'} for the rest)")
     (REPORT_DIR / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-    print(f"validate: {len(table)} files, {len(accepted)} accepted, "
-          f"{len(quarantined)} quarantined; {result.statistics['successful_expectations']}/"
-          f"{result.statistics['evaluated_expectations']} expectations passed (see {REPORT_DIR / 'quarantine.csv'})")
-    problems = fatal_problems(table, accepted, classes, knobs.min_images_per_class)
+    print(f"validate: {len(table)} files, {len(accepted)} accepted, {len(quarantined)} "
+          f"quarantined (see {REPORT_DIR / 'quarantine.csv'}); "
+          f"{result.statistics['successful_expectations']}/"
+          f"{result.statistics['evaluated_expectations']} expectations passed")
     if problems:
         raise SystemExit("validate: " + "; ".join(problems))
 

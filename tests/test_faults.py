@@ -100,7 +100,9 @@ def test_killed_stage_resumes_from_its_last_epoch_and_ends_as_a_straight_run(dec
 
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(decoded_project)}
     env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}"
-    repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "train_head"],
+    # --no-run-cache: these params ran before (the straight run), and DVC would restore
+    # that run's outputs from its run-cache instead of training.
+    repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--no-run-cache", "train_head"],
                              cwd=decoded_project, env=env, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -113,7 +115,7 @@ def test_killed_stage_resumes_from_its_last_epoch_and_ends_as_a_straight_run(dec
     assert not (decoded_project / "models/head.keras").exists()
     assert (decoded_project / ".backups/reports_train_head/state.json").exists()
 
-    output = train_head(decoded_project)
+    output = dvc(decoded_project, "repro", "--no-run-cache", "train_head")
     assert "resumed after epoch" in output
     resumed = outcome(decoded_project)
     assert_same(straight, resumed)

@@ -161,7 +161,6 @@ def test_gx_result_reports_the_failed_expectations(project):
     assert ("expect_column_values_to_be_between", "height") not in outcome
     assert not outcome[("expect_column_values_to_be_unique", "sha256")]["success"]
     assert outcome[("expect_column_values_to_be_unique", "path")]["success"]
-    assert outcome[("expect_column_values_to_be_in_set", "symlink")]["success"]
     # COMPLETE result format: the failing rows are listed by path. Files outside a split
     # folder have no class to judge: only the split rule names them.
     unknown_class = outcome[("expect_column_values_to_be_in_set", "class")]["result"]
@@ -220,16 +219,18 @@ def test_missing_raw_folder_is_fatal(tmp_path, write_params):
                     f"data/raw/{split}/{name}/)") in message
 
 
-def test_symbolic_links_in_raw_are_quarantined_unread(tmp_path, write_params):
-    # fetch never copies links; a hand-made data/raw may still hold some.
+def test_files_linked_from_dvcs_cache_are_judged_by_their_content(tmp_path, write_params):
+    # With `dvc config cache.type symlink`, DVC links every output file from its cache:
+    # validate must judge what the link points to, as it would the copied file.
     raw = build_project(tmp_path, write_params)
-    outside = tmp_path / "outside"
-    save_image(outside / "secret.jpg", 3)
-    (raw / "train/cats/link.jpg").symlink_to(outside / "secret.jpg")
-    (raw / "train/dogs/linked_folder").symlink_to(outside, target_is_directory=True)
+    cache = tmp_path / ".dvc" / "cache"
+    save_image(cache / "good", 3, fmt="JPEG")
+    (cache / "broken").write_bytes(b"not an image")
+    (raw / "train/cats/linked_good.jpg").symlink_to(cache / "good")
+    (raw / "train/dogs/linked_broken.jpg").symlink_to(cache / "broken")
     run_stage(tmp_path)
+    manifest = pd.read_csv(tmp_path / "data/validated/manifest.csv")
+    assert "data/raw/train/cats/linked_good.jpg" in set(manifest["path"])
     quarantine = read_quarantine(tmp_path)
     reasons = dict(zip(quarantine["path"], quarantine["reason"]))
-    assert reasons["data/raw/train/cats/link.jpg"] == "symbolic link, not followed"
-    assert reasons["data/raw/train/dogs/linked_folder"] == "symbolic link, not followed"
-    assert not any("secret" in path for path in reasons)  # the linked folder was not entered
+    assert reasons["data/raw/train/dogs/linked_broken.jpg"] == "unreadable by Pillow"
