@@ -35,7 +35,6 @@ def main():
     seed_everything(seed)
     unfreeze_top(find_base(model), tune.unfreeze_last)
     compile_binary(model, tune.learning_rate)
-    train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
     finetune_summary = fit(model, train, val, tune.epochs, seed, run_dir / "finetune")
 
     scores, _, speed = score(model, {split: eval_split(split, batch_size, preprocess)
