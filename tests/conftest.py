@@ -51,6 +51,11 @@ def tiny_params(source="unused", **changes):
     for stage in ("baseline", "train_head", "finetune"):
         raw[stage]["epochs"] = 1
     raw["evaluate"]["misclassified_shown"] = 4
+    return changed(raw, **changes)
+
+
+def changed(raw, **changes):
+    """raw (a params dict) with section__key=value (or top_level_key=value) set."""
     for key, value in changes.items():
         section, _, name = key.partition("__")
         if name:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from catsdogs import params as P
-from conftest import ROOT
+from conftest import ROOT, changed
 
 COMMITTED = P.read(ROOT / "params.yaml")
 BACKBONE_CHOICES = "'mobilenet_v2', 'mobilenet' or 'efficientnet_b0'"
@@ -19,13 +19,7 @@ def committed():
 
 def with_value(dotted, value):
     """The committed params with one key (section.key, or a top-level key) set to `value`."""
-    raw = committed()
-    section, _, key = dotted.partition(".")
-    if key:
-        raw[section][key] = value
-    else:
-        raw[section] = value
-    return raw
+    return changed(committed(), **{dotted.replace(".", "__"): value})
 
 
 def param_error(raw):
