@@ -44,13 +44,12 @@ def last_epoch(summary):
     return flat
 
 
-def comparison_row(backbone, head, finetune, val_accuracy, test_accuracy, predict_speed):
-    """One backbone's line of the comparison, from its two phase summaries and its scores."""
-    return {"backbone": backbone, "val_accuracy": val_accuracy, "test_accuracy": test_accuracy,
+def comparison_row(backbone, head, finetune, scores):
+    """One backbone's line of the comparison, from its two phase summaries and its val and
+    test scores. (Wall times are not model metrics: reports/timing/ has them.)"""
+    return {"backbone": backbone,
+            **{f"{split}_{key}": scores[split][key] for split in ("val", "test")
+               for key in ("accuracy", "loss")},
             "train_accuracy": finetune["accuracy"], "params_total": head["params_total"],
             "params_trainable_head": head["params_trainable"],
-            "params_trainable_finetune": finetune["params_trainable"],
-            "head_seconds": head["seconds"], "finetune_seconds": finetune["seconds"],
-            "head_train_images_per_second": head["train_images_per_second"],
-            "finetune_train_images_per_second": finetune["train_images_per_second"],
-            "predict_images_per_second": predict_speed}
+            "params_trainable_finetune": finetune["params_trainable"]}

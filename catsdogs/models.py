@@ -1,5 +1,8 @@
 """Backbones from keras.applications, the classifier head, and the fine-tuning unfreeze."""
+import json
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import keras
@@ -91,6 +94,25 @@ def count_params(model):
     trainable = sum(int(keras.ops.size(w)) for w in model.trainable_weights)
     total = sum(int(keras.ops.size(w)) for w in model.weights)
     return {"params_total": total, "params_trainable": trainable}
+
+
+def save_model(model, path):
+    """model.save, byte for byte the same for the same model: Keras stamps the time of saving
+    into the .keras zip (metadata.json's date_saved, the weights entry's date), which would
+    change dvc.lock on every identical rerun."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamped = path.with_name(path.name + ".partial.keras")
+    model.save(stamped)
+    with zipfile.ZipFile(stamped) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items()
+                                   if k != "date_saved"}).encode()
+            target.writestr(zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0)),
+                            data, compress_type=item.compress_type)
+    stamped.unlink()
 
 
 def compile_binary(model, learning_rate):

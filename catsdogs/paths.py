@@ -3,6 +3,7 @@
 Paths are relative to the project root, where dvc.yaml runs the stages.
 """
 import os
+import re
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
@@ -11,7 +12,7 @@ SOURCE_SPLITS = ("train", "validation")     # the dataset's own folders; validat
 MANIFEST = Path("data/validated/manifest.csv")
 SPLIT = Path("data/split")                  # <split>.csv: one row per image
 SPLITS = ("train", "val", "test")
-DECODED = Path("data/decoded")              # <split>.npz: uint8 images and labels, in split-file order
+DECODED = Path("data/decoded")              # <split>.npz: uint8 images, labels; split-file order
 BASELINE_MODEL = Path("models/baseline.keras")
 HEAD_MODEL = Path("models/head.keras")
 FINAL_MODEL = Path("models/final.keras")
@@ -25,7 +26,15 @@ FINETUNE_LIVE = REPORTS / "finetune"
 EVALUATE_REPORTS = REPORTS / "evaluate"
 COMPARE_REPORTS = REPORTS / "compare"
 COMPARE_RUNS = COMPARE_REPORTS / "runs"     # <backbone>/{head,finetune}/ and metrics.json
-BACKUPS = Path(".backups")                  # resume state; not a DVC output, so DVC never deletes it
+BACKUPS = Path(".backups")                  # resume state; not a DVC output: DVC never deletes it
+# Wall times and throughput of the last run that trained: not DVC outputs nor metrics, so a
+# rerun with nothing changed leaves `dvc metrics diff` and dvc.lock as they were.
+TIMING = REPORTS / "timing"
+
+
+def slug(path):
+    """A flat file name for a (possibly absolute) path: reports/train_head -> reports_train_head."""
+    return re.sub(r"[^\w.-]+", "_", str(path)).strip("_")
 
 
 def keras_cache():

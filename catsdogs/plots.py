@@ -111,24 +111,17 @@ def save_photo_figure(fig, path, dpi=80, colors=256):
 
 
 def comparison(path, rows):
-    """Accuracy (val, test) and training wall time (head + fine-tuning) per backbone."""
-    fig, (acc_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    """Val and test accuracy and loss per backbone."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     names = [r["backbone"] for r in rows]
-    positions = range(len(names))
-    for offset, split in ((-0.2, "val"), (0.2, "test")):
-        bars = acc_ax.bar([p + offset for p in positions],
-                          [r[f"{split}_accuracy"] for r in rows], 0.4, label=split)
-        acc_ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for offset, split in ((-0.2, "val"), (0.2, "test")):
+            bars = ax.bar([i + offset for i in range(len(names))],
+                          [r[f"{split}_{metric}"] for r in rows], 0.4, label=split)
+            ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        ax.set(xticks=list(range(len(names))), xticklabels=names, title=metric)
+        ax.legend(loc="lower right")
     lowest = min(min(r["val_accuracy"], r["test_accuracy"]) for r in rows)
     # Zoom in on the differences that matter; the axis does not start at zero, so say so.
-    acc_ax.set(xticks=list(positions), xticklabels=names, ylim=(max(0.0, lowest - 0.05), 1.0),
-               title="accuracy (axis zoomed)")
-    acc_ax.legend(loc="lower right")
-    head_bars = time_ax.bar(names, [r["head_seconds"] for r in rows], label="frozen head")
-    tune_bars = time_ax.bar(names, [r["finetune_seconds"] for r in rows],
-                            bottom=[r["head_seconds"] for r in rows], label="fine-tuning")
-    time_ax.bar_label(head_bars, fmt="%.0f s", label_type="center", fontsize=8)
-    time_ax.bar_label(tune_bars, fmt="%.0f s", label_type="center", fontsize=8)
-    time_ax.set(ylabel="seconds", title="training wall time")
-    time_ax.legend(loc="lower right")
+    axes[0].set(ylim=(max(0.0, lowest - 0.05), 1.0), title="accuracy (axis zoomed)")
     save(fig, path)

@@ -10,7 +10,6 @@ params, code, data and starting weights, and the logs it holds rebuild dvclive's
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -43,7 +42,7 @@ class EpochBackup(keras.callbacks.Callback):
     def __init__(self, model, live_dir):
         super().__init__()
         # One flat folder per live dir: an absolute live dir must not put it inside itself.
-        self.directory = paths.BACKUPS / re.sub(r"[^\w.-]+", "_", str(live_dir)).strip("_")
+        self.directory = paths.BACKUPS / paths.slug(live_dir)
         self.state_file = self.directory / "state.json"
         self.key, self.history = run_key(model), []
         self.set_model(model)

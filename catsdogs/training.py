@@ -3,6 +3,7 @@
 Each epoch's shuffle, augmentation and dropout are functions of (seed, epoch) alone, so a
 resumed run and a straight one compute the same thing, and two runs give identical metrics.
 """
+import json
 import time
 
 import keras
@@ -11,6 +12,7 @@ import tensorflow as tf
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
+from catsdogs import paths
 from catsdogs.evaluation import last_epoch
 from catsdogs.models import count_params
 from catsdogs.resume import EpochBackup
@@ -52,9 +54,9 @@ def seed_generators(layers):
 def fit(model, train, val_batches, epochs, seed, live_dir):
     """Train a compiled model on `train` (data.TrainingData) for `epochs`, logging every
     epoch to live_dir. dvclive's summary (live_dir/metrics.json) holds the last epoch's
-    Keras metrics under train/ and eval/: train/accuracy is what Keras reports (augmented
-    batches, dropout active). Returns them flat (accuracy, loss, val_accuracy, val_loss),
-    with the wall time, the training throughput and the parameter counts."""
+    Keras metrics under train/ and eval/ (train/accuracy is what Keras reports: augmented
+    batches, dropout active) and the parameter counts; the wall time and throughput go to
+    reports/timing/. Returns all of them flat (accuracy, loss, val_accuracy, val_loss, ...)."""
     backup = EpochBackup(model, live_dir)
     first_epoch = backup.first_epoch
     # dvc.yaml declares these outputs itself; dvclive must not write dvc.yaml or experiments.
@@ -69,12 +71,17 @@ def fit(model, train, val_batches, epochs, seed, live_dir):
                   initial_epoch=first_epoch, verbose=2, shuffle=False,
                   callbacks=[EpochRandomness(seed, train.epoch), logger, backup])
         seconds = time.perf_counter() - start
-        # Throughput counts training images only; the time includes per-epoch validation.
-        live.summary.update(
-            seconds=round(seconds, 2), resumed_after_epoch=first_epoch,
-            train_images_per_second=round(train.images * (epochs - first_epoch) / seconds, 1),
-            **count_params(model))
-    summary = last_epoch(live.summary)
+        live.summary.update(count_params(model))
+    # Throughput counts training images only; the time includes per-epoch validation.
+    timing = {"seconds": round(seconds, 2), "resumed_after_epoch": first_epoch,
+              "train_images_per_second": round(train.images * (epochs - first_epoch) / seconds, 1)}
+    write_timing(live_dir, timing)
+    summary = {**last_epoch(live.summary), **timing}
     print(f"{live_dir}: accuracy {summary['accuracy']:.3f}, val_accuracy "
           f"{summary['val_accuracy']:.3f}, {seconds:.0f} s")
     return summary
+
+
+def write_timing(name, timing):
+    paths.TIMING.mkdir(parents=True, exist_ok=True)
+    (paths.TIMING / f"{paths.slug(name)}.json").write_text(json.dumps(timing, indent=2) + "\n")

@@ -14,6 +14,7 @@ BLOCKS = {
                 ("Backbones, same two-phase recipe", "reports/compare/compare.md")],
     "SPEED": [("Wall time and peak memory per stage, full default run",
                "benchmarks/results/pipeline_time.md"),
+              ("Training time per backbone, last full run", "benchmarks/results/training_time.md"),
               ("Training throughput by input pipeline", "benchmarks/results/throughput.md")],
 }
 

@@ -7,7 +7,8 @@ At Adam's default 1e-3 this network collapsed to chance here, hence baseline.lea
 """
 from catsdogs import params, paths
 from catsdogs.data import eval_split, load_decoded, train_dataset
-from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
+from catsdogs.models import (BACKBONES, build_classifier, compile_binary, find_base, save_model,
+                             unfreeze_top)
 from catsdogs.training import fit, seed_everything
 
 
@@ -28,8 +29,7 @@ def main():
     print(f"baseline: {backbone}, {model.count_params():,} parameters, all but BatchNorm "
           f"trainable, {train.images} training images, {epochs} epochs")
     fit(model, train, val, epochs, seed, paths.BASELINE_LIVE)
-    paths.BASELINE_MODEL.parent.mkdir(parents=True, exist_ok=True)
-    model.save(paths.BASELINE_MODEL)
+    save_model(model, paths.BASELINE_MODEL)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Stage compare@<backbone>: the same two-phase recipe (train_head, then finetune) with
-another backbone and its own preprocess_input; records accuracy, size, wall time and
-throughput. model.backbone itself is not rerun: compare_report takes its row from
-train_head, finetune and evaluate.
+another backbone and its own preprocess_input; records accuracy, loss and size (wall times
+and throughput go to reports/timing/). model.backbone itself is not rerun: compare_report
+takes its row from train_head, finetune and evaluate.
 """
 import json
 import sys
@@ -10,7 +10,7 @@ from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
 from catsdogs.evaluation import comparison_row, score
 from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
-from catsdogs.training import fit, seed_everything
+from catsdogs.training import fit, seed_everything, write_timing
 
 
 def main():
@@ -39,9 +39,9 @@ def main():
 
     scores, _, speed = score(model, {split: eval_split(split, batch_size, preprocess)
                                      for split in ("val", "test")}, threshold)
-    row = comparison_row(backbone, head_summary, finetune_summary, scores["val"]["accuracy"],
-                         scores["test"]["accuracy"], speed)
+    row = comparison_row(backbone, head_summary, finetune_summary, scores)
     (run_dir / "metrics.json").write_text(json.dumps(row, indent=2) + "\n")
+    write_timing(run_dir, {"predict_images_per_second": speed})
     print(f"compare@{backbone}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
 
 

@@ -7,12 +7,11 @@ from catsdogs.evaluation import comparison_row, last_epoch
 
 OUT = paths.COMPARE_REPORTS
 COLUMNS = [("backbone", "backbone", "{}"), ("val_accuracy", "val acc", "{:.3f}"),
-           ("test_accuracy", "test acc", "{:.3f}"), ("train_accuracy", "train acc (last epoch)", "{:.3f}"),
-           ("params_total", "params", "{:,}"), ("params_trainable_finetune", "trainable (fine-tune)", "{:,}"),
-           ("head_seconds", "head s", "{:.0f}"), ("finetune_seconds", "fine-tune s", "{:.0f}"),
-           ("head_train_images_per_second", "head img/s", "{:.0f}"),
-           ("finetune_train_images_per_second", "fine-tune img/s", "{:.0f}"),
-           ("predict_images_per_second", "predict img/s", "{:.0f}")]
+           ("test_accuracy", "test acc", "{:.3f}"), ("val_loss", "val loss", "{:.3f}"),
+           ("test_loss", "test loss", "{:.3f}"),
+           ("train_accuracy", "train acc (last epoch)", "{:.3f}"),
+           ("params_total", "params", "{:,}"),
+           ("params_trainable_finetune", "trainable (fine-tune)", "{:,}")]
 
 
 def read_json(path):
@@ -23,10 +22,9 @@ def main():
     p = params.load()
     # model.backbone went through the same recipe in train_head and finetune: reuse them.
     final = read_json(paths.EVALUATE_REPORTS / "metrics.json")["final"]
-    rows = [comparison_row(p.model.backbone, last_epoch(read_json(paths.HEAD_LIVE / "metrics.json")),
-                           last_epoch(read_json(paths.FINETUNE_LIVE / "metrics.json")),
-                           final["val"]["accuracy"], final["test"]["accuracy"],
-                           final["predict_images_per_second"])]
+    head, finetune = (last_epoch(read_json(live / "metrics.json"))
+                      for live in (paths.HEAD_LIVE, paths.FINETUNE_LIVE))
+    rows = [comparison_row(p.model.backbone, head, finetune, final)]
     rows += [read_json(paths.COMPARE_RUNS / name / "metrics.json") for name in p.compare.backbones]
 
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
@@ -35,8 +33,7 @@ def main():
               for row in rows]
     lines += ["", f"{p.model.backbone} (model.backbone) comes from the train_head, finetune and "
               "evaluate stages; the others from compare@<backbone>, with the same recipe. "
-              "Seconds include per-epoch validation; img/s counts training images. Each run "
-              "was its own process, one after the other: compare speeds as ratios."]
+              "Training times: benchmarks/results/training_time.md."]
     (OUT / "compare.md").write_text("\n".join(lines) + "\n")
     (OUT / "metrics.json").write_text(json.dumps({r["backbone"]: r for r in rows}, indent=2) + "\n")
     plots.comparison(OUT / "compare.png", rows)

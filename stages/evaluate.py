@@ -12,7 +12,7 @@ from catsdogs import params, paths, plots
 from catsdogs.data import eval_split, read_split
 from catsdogs.evaluation import last_epoch, score
 from catsdogs.models import BACKBONES
-from catsdogs.training import seed_everything
+from catsdogs.training import seed_everything, write_timing
 
 MODELS = {"final": paths.FINAL_MODEL, "baseline": paths.BASELINE_MODEL}
 LIVE_DIRS = {"head": paths.HEAD_LIVE, "final": paths.FINETUNE_LIVE,
@@ -29,7 +29,7 @@ def main():
     seed_everything(seed)
     OUT.mkdir(parents=True, exist_ok=True)
 
-    metrics, test_probabilities = {}, {}
+    metrics, test_probabilities, speeds = {}, {}, {}
     for name, path in MODELS.items():
         print(f"evaluate: {name} model ({path})")
         model = keras.models.load_model(path)  # safe_mode (the default): no code is loaded
@@ -45,8 +45,8 @@ def main():
             "gap_clean_train_val": splits["train"]["accuracy"] - splits["val"]["accuracy"],
             "val": splits["val"],
             "test": splits["test"],
-            "predict_images_per_second": speed,
         }
+        speeds[name] = speed
     final = metrics["final"]
     val_met = final["val"]["accuracy"] > targets.val_accuracy_min
     train_met = final["train_accuracy"] < targets.train_accuracy_max
@@ -54,6 +54,7 @@ def main():
                           "train_accuracy_max": targets.train_accuracy_max,
                           "train_accuracy_met": train_met, "all_met": val_met and train_met}
     (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_timing(OUT, {f"{name}_predict_images_per_second": s for name, s in speeds.items()})
 
     # Per-image test predictions: the data behind the ROC, confusion matrix and mistakes.
     test = read_split("test")
@@ -98,8 +99,8 @@ def summary_table(metrics):
                                 ("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
                                 ("ROC AUC", "roc_auc"))]
     number = "{:.3f}".format
-    lines = ["| metric | before: baseline (all layers trainable) | after: frozen head + fine-tuning |",
-             "| --- | --- | --- |"]
+    lines = ["| metric | before: baseline (all layers trainable) "
+             "| after: frozen head + fine-tuning |", "| --- | --- | --- |"]
     lines += [f"| {label} | {number(_nan(value(baseline)))} | {number(_nan(value(final)))} |"
               for label, value in rows]
     lines += ["", f"- val accuracy > {targets['val_accuracy_min']}: "

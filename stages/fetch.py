@@ -134,7 +134,8 @@ def gather(source, dest, max_file, max_total, move=False):
             if path.is_symlink():  # its target may be anywhere: never read through it
                 reason = f"symbolic link (to {os.readlink(path)}), not followed"
             elif not inside:
-                reason = f"outside the dataset folder {root.name}/ (the one with train/ and validation/)"
+                reason = (f"outside the dataset folder {root.name}/ (the one with train/ "
+                          f"and validation/)")
             elif not path.is_file():
                 reason = "not a regular file"
             elif path.stat().st_size > max_file:

@@ -4,7 +4,8 @@ import keras
 
 from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
-from catsdogs.models import BACKBONES, compile_binary, count_params, find_base, unfreeze_top
+from catsdogs.models import (BACKBONES, compile_binary, count_params, find_base, save_model,
+                             unfreeze_top)
 from catsdogs.training import fit, seed_everything
 
 
@@ -26,7 +27,7 @@ def main():
           f"{count_params(model)['params_trainable']:,} trainable parameters")
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
     fit(model, train, val, epochs, seed, paths.FINETUNE_LIVE)
-    model.save(paths.FINAL_MODEL)
+    save_model(model, paths.FINAL_MODEL)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 unit), trained on augmented batches."""
 from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
-from catsdogs.models import BACKBONES, build_classifier, compile_binary
+from catsdogs.models import BACKBONES, build_classifier, compile_binary, save_model
 from catsdogs.training import fit, seed_everything
 
 
@@ -23,8 +23,7 @@ def main():
     print(f"train_head: {backbone}, {epochs} epochs, {model.count_params():,} parameters")
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
     fit(model, train, val, epochs, seed, paths.HEAD_LIVE)
-    paths.HEAD_MODEL.parent.mkdir(parents=True, exist_ok=True)
-    model.save(paths.HEAD_MODEL)
+    save_model(model, paths.HEAD_MODEL)
 
 
 if __name__ == "__main__":

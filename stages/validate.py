@@ -41,9 +41,11 @@ def rules(classes, knobs):
     return [
         (not_in_set("hidden", [False]), lambda row: "hidden file"),
         (not_in_set("split", paths.SOURCE_SPLITS),
-         lambda row: f"unknown split '{row['split']}'" if row["split"] else "not in a split folder"),
+         lambda row: f"unknown split '{row['split']}'" if row["split"]
+         else "not in a split folder"),
         (not_in_set("class", classes),
-         lambda row: f"unknown class '{row['class']}'" if row["class"] else "not in a class folder"),
+         lambda row: f"unknown class '{row['class']}'" if row["class"]
+         else "not in a class folder"),
         (not_in_set("subfolder", [""]),
          lambda row: f"nested below the class folder (in {row['subfolder']}/)"),
         (E.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
@@ -55,8 +57,8 @@ def rules(classes, knobs):
          lambda row: (f"too small ({row['width']}x{row['height']} px; validate.min_side_px is "
                       f"{knobs.min_side_px})")),
         (E.ExpectColumnValuesToBeBetween(column="pixels", max_value=knobs.max_pixels),
-         lambda row: (f"declares {row['width']}x{row['height']} px = {row['pixels']:,} pixels, over "
-                      f"validate.max_pixels ({knobs.max_pixels:,}); not decoded "
+         lambda row: (f"declares {row['width']}x{row['height']} px = {row['pixels']:,} pixels, "
+                      f"over validate.max_pixels ({knobs.max_pixels:,}); not decoded "
                       f"(a decompression bomb?)")),
         (not_in_set("decodable", [True]), lambda row: "not decodable by TensorFlow"),
     ]

@@ -80,7 +80,10 @@ def write_params():
 @pytest.fixture
 def project(tmp_path, tiny_dataset, write_params):
     """A copy of the project in a fresh git + DVC repo, with tiny params."""
-    repo = tmp_path / "project"
+    return make_project(tmp_path / "project", tiny_dataset, write_params)
+
+
+def make_project(repo, dataset, write_params):
     repo.mkdir()
     for name in PROJECT_FILES:
         source = ROOT / name
@@ -88,7 +91,7 @@ def project(tmp_path, tiny_dataset, write_params):
             shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, repo / name)
-    write_params(repo, tiny_dataset)
+    write_params(repo, dataset)
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.email", "tests@example.com"], repo)
     run(["git", "config", "user.name", "tests"], repo)

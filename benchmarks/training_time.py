@@ -1,0 +1,57 @@
+"""Training time per backbone, from the wall times the last `dvc repro` left in reports/timing/.
+
+    python benchmarks/training_time.py
+
+The pipeline keeps wall times out of its metrics (they differ on every run and would make
+`dvc metrics diff` noisy); each training phase writes them to reports/timing/. This script
+puts model.backbone (train_head, finetune, evaluate) beside every compare@<backbone> run and
+writes benchmarks/results/training_time.{json,md}, which the README quotes. Runs are one
+after the other on the same machine: compare them as ratios.
+"""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from catsdogs import params, paths  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timing(live_dir):
+    return json.loads((paths.TIMING / f"{paths.slug(live_dir)}.json").read_text())
+
+
+def main():
+    p = params.load()
+    main_predict = timing(paths.EVALUATE_REPORTS)["final_predict_images_per_second"]
+    runs = [(p.model.backbone, paths.HEAD_LIVE, paths.FINETUNE_LIVE, main_predict)]
+    runs += [(name, paths.COMPARE_RUNS / name / "head", paths.COMPARE_RUNS / name / "finetune",
+              timing(paths.COMPARE_RUNS / name)["predict_images_per_second"])
+             for name in p.compare.backbones]
+    rows = []
+    for backbone, head_dir, finetune_dir, predict in runs:
+        head, finetune = timing(head_dir), timing(finetune_dir)
+        rows.append({"backbone": backbone, "head_seconds": head["seconds"],
+                     "finetune_seconds": finetune["seconds"],
+                     "head_train_images_per_second": head["train_images_per_second"],
+                     "finetune_train_images_per_second": finetune["train_images_per_second"],
+                     "predict_images_per_second": predict})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "training_time.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| backbone | head s | fine-tune s | head img/s | fine-tune img/s | predict img/s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['backbone']} | {r['head_seconds']:.0f} | {r['finetune_seconds']:.0f} | "
+              f"{r['head_train_images_per_second']:.0f} | "
+              f"{r['finetune_train_images_per_second']:.0f} | {r['predict_images_per_second']:.0f} |"
+              for r in rows]
+    lines += ["", f"Each backbone: {p.train_head.epochs} head + {p.finetune.epochs} fine-tuning "
+              f"epochs, batch {p.train.batch_size}, from the last run that trained it. Seconds "
+              f"include per-epoch validation; img/s counts training images; predict img/s is "
+              f"on the test split, input pipeline included."]
+    (RESULTS / "training_time.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
