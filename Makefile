@@ -1,16 +1,17 @@
-# Two entry points: `make pipeline` (dvc repro) and `make test`. Both set up .venv first.
+# Two entry points: `make pipeline` (dvc repro) and `make test`. Both set up .venv first, with
+# the exact versions of requirements.lock; `make lock` re-resolves them from requirements.txt.
 VENV := .venv
 BIN := $(VENV)/bin
 # The stages run `python -m stages.<name>`: the venv's python must come first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test
+.PHONY: pipeline test lock
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.lock
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -r requirements.lock
 	touch $@
 
 pipeline: $(VENV)/.installed
@@ -18,3 +19,11 @@ pipeline: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+lock:
+	rm -rf .venv-lock
+	python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -r requirements.txt
+	{ head -n 2 requirements.lock; .venv-lock/bin/python -m pip freeze; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .venv-lock
