@@ -97,9 +97,9 @@ def count_params(model):
 
 
 def save_model(model, path):
-    """model.save, byte for byte the same for the same model: Keras stamps the time of saving
-    into the .keras zip (metadata.json's date_saved, the weights entry's date), which would
-    change dvc.lock on every identical rerun."""
+    """model.save, byte for byte the same for the same model. Keras stamps the .keras zip with
+    the time of saving (metadata.json's date_saved, the weights entry's date) and numbers
+    shared objects by their memory address; either would change dvc.lock on every rerun."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamped = path.with_name(path.name + ".partial.keras")
@@ -110,9 +110,21 @@ def save_model(model, path):
             if item.filename == "metadata.json":
                 data = json.dumps({k: v for k, v in json.loads(data).items()
                                    if k != "date_saved"}).encode()
+            elif item.filename == "config.json":
+                data = json.dumps(_renumber_shared(json.loads(data), {})).encode()
             target.writestr(zipfile.ZipInfo(item.filename, date_time=(1980, 1, 1, 0, 0, 0)),
                             data, compress_type=item.compress_type)
     stamped.unlink()
+
+
+def _renumber_shared(node, numbers):
+    """The config with each shared_object_id (an id()) replaced by its order of appearance."""
+    if isinstance(node, list):
+        return [_renumber_shared(value, numbers) for value in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: numbers.setdefault(value, len(numbers)) if key == "shared_object_id"
+            else _renumber_shared(value, numbers) for key, value in node.items()}
 
 
 def compile_binary(model, learning_rate):

@@ -152,14 +152,19 @@ def test_the_keras_cache_is_keras_home_else_dot_keras(monkeypatch, tmp_path):
 
 
 def test_a_saved_model_is_byte_for_byte_the_same_when_saved_again(tmp_path):
-    """Keras stamps the time into a .keras file; save_model does not, so an identical rerun
-    leaves the model's hash in dvc.lock unchanged."""
+    """Keras stamps the time and memory addresses into a .keras file; save_model does not, so
+    an identical rerun leaves the model's hash in dvc.lock unchanged."""
     from catsdogs.models import save_model
 
-    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1)
+    def build():  # a new model, as in another run: same names, new memory addresses
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(1)
+        return build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1)
+
+    model = build()
     save_model(model, tmp_path / "a" / "model.keras")
     time.sleep(1.1)  # the stamp has one-second resolution
-    save_model(model, tmp_path / "b" / "model.keras")
+    save_model(build(), tmp_path / "b" / "model.keras")
     assert (tmp_path / "a/model.keras").read_bytes() == (tmp_path / "b/model.keras").read_bytes()
     assert not list(tmp_path.rglob("*.partial.keras"))
     loaded = keras.models.load_model(tmp_path / "a" / "model.keras", safe_mode=True)

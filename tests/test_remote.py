@@ -106,6 +106,9 @@ def test_an_s3_remote_restores_stages_from_its_run_cache(reproduced, s3_endpoint
 
 
 def test_the_final_model_is_a_dvc_artifact(reproduced, tmp_path):
+    # The repository as committed, without the remotes the tests above configured.
+    run(["git", "checkout", "--", ".dvc/config"], reproduced)
+    (reproduced / ".dvc/config.local").unlink(missing_ok=True)
     run(["git", "tag", "-a", "cats-vs-dogs-classifier@v0.1.0", "-m", "first model"], reproduced)
     target = tmp_path / "model.keras"
     dvc(tmp_path, "artifacts", "get", str(reproduced), "cats-vs-dogs-classifier",
