@@ -4,16 +4,17 @@
 
 The pipeline keeps wall times out of its metrics (they differ on every run and would make
 `dvc metrics diff` noisy); each training phase writes them to reports/timing/. This script
-puts model.backbone (train_head, finetune, evaluate) beside every compare@<backbone> run and
-writes benchmarks/results/training_time.{json,md}, which the README quotes. Runs are one
-after the other on the same machine: compare them as ratios.
+puts model.backbone (train_head, finetune, evaluate) beside every compare@<backbone> run,
+with the accuracies of reports/compare/metrics.json, and writes
+benchmarks/results/training_time.{json,md,png}, which the README quotes. Runs are one after
+the other on the same machine: compare them as ratios.
 """
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from catsdogs import params, paths  # noqa: E402
+from catsdogs import params, paths, plots  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -29,27 +30,35 @@ def main():
     runs += [(name, paths.COMPARE_RUNS / name / "head", paths.COMPARE_RUNS / name / "finetune",
               timing(paths.COMPARE_RUNS / name)["predict_images_per_second"])
              for name in p.compare.backbones]
+    accuracy = json.loads((paths.COMPARE_REPORTS / "metrics.json").read_text())
     rows = []
     for backbone, head_dir, finetune_dir, predict in runs:
         head, finetune = timing(head_dir), timing(finetune_dir)
-        rows.append({"backbone": backbone, "head_seconds": head["seconds"],
+        rows.append({"backbone": backbone,
+                     **{key: accuracy[backbone][key] for key in
+                        ("val_accuracy", "test_accuracy", "test_accuracy_low",
+                         "test_accuracy_high")},
+                     "head_seconds": head["seconds"],
                      "finetune_seconds": finetune["seconds"],
                      "head_train_images_per_second": head["train_images_per_second"],
                      "finetune_train_images_per_second": finetune["train_images_per_second"],
                      "predict_images_per_second": predict})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training_time.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| backbone | head s | fine-tune s | head img/s | fine-tune img/s | predict img/s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['backbone']} | {r['head_seconds']:.0f} | {r['finetune_seconds']:.0f} | "
+    lines = ["| backbone | val acc | test acc | head s | fine-tune s | head img/s | "
+             "fine-tune img/s | predict img/s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['backbone']} | {r['val_accuracy']:.3f} | {r['test_accuracy']:.3f} | "
+              f"{r['head_seconds']:.0f} | {r['finetune_seconds']:.0f} | "
               f"{r['head_train_images_per_second']:.0f} | "
               f"{r['finetune_train_images_per_second']:.0f} | {r['predict_images_per_second']:.0f} |"
               for r in rows]
     lines += ["", f"Each backbone: {p.train_head.epochs} head + {p.finetune.epochs} fine-tuning "
               f"epochs, batch {p.train.batch_size}, from the last run that trained it. Seconds "
               f"include per-epoch validation; img/s counts training images; predict img/s is "
-              f"on the test split, input pipeline included."]
+              f"on the test split, input pipeline included. Accuracy intervals and McNemar "
+              f"tests: reports/compare/compare.md. Figure: training_time.png."]
     (RESULTS / "training_time.md").write_text("\n".join(lines) + "\n")
+    plots.accuracy_vs_time(RESULTS / "training_time.png", rows)
     print("\n".join(lines))
 
 

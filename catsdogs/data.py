@@ -16,6 +16,7 @@ from catsdogs import paths
 # Every stateless seed is (seed, counter * STREAMS + stream): no two kinds of draw share one.
 # (STREAMS is 3, not 2, so that the draws, and the results, stay those of earlier runs.)
 SHUFFLE_STREAM, AUGMENT_STREAM, STREAMS = 0, 1, 3
+VALIDATION_AUGMENT_STREAM = 2  # augmented validation (studies/legacy)
 PROGRESS_EVERY = 500  # images between progress lines
 
 
@@ -155,6 +156,21 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed):
         dataset = dataset.map(lambda x, y, seed: (augment(tf.cast(x, tf.float32), seed), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
     return TrainingData(_to_model_input(dataset, preprocess), epoch, count)
+
+
+def augmented_eval_dataset(images, labels, batch_size, preprocess, augment, epoch, seed):
+    """Batches in file order, augmented anew each epoch: validation drawn through the training
+    generator, as `validation_split` on one augmenting ImageDataGenerator does. The draws are
+    functions of (seed, epoch, batch) on their own stream; `epoch` is the training data's
+    (TrainingData.epoch, set by training.fit), and Keras opens a new iterator per epoch."""
+    steps = math.ceil(len(labels) / batch_size)
+
+    def augmented(step, batch):
+        batch_seed = stream_seed(seed, VALIDATION_AUGMENT_STREAM, epoch.read_value() * steps + step)
+        return augment(tf.cast(batch[0], tf.float32), batch_seed), batch[1]
+
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).enumerate()
+    return _to_model_input(dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE), preprocess)
 
 
 def eval_split(split, batch_size, preprocess):

@@ -1,6 +1,8 @@
 """Predictions, binary-classification metrics (positive class: label 1), and the rows the
 reports are made of. No TensorFlow import: the report stages stay light."""
+import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 from sklearn import metrics as skm
@@ -24,15 +26,52 @@ def binary_metrics(labels, probabilities, threshold):
     }
 
 
-def score(model, splits, threshold):
-    """splits: {name: (batches in file order, labels)}. Metrics and sigmoid outputs per
-    split, and the prediction speed (images/s, input pipeline included) on the last one."""
+class Bootstrap(NamedTuple):
+    resamples: int
+    seed: int
+    confidence: float
+
+
+def accuracy_interval(right, bootstrap):
+    """Percentile bootstrap interval of accuracy: the split's images resampled with
+    replacement, `bootstrap.resamples` times. right: one 0/1 per image."""
+    right = np.asarray(right, dtype="float64")
+    rng = np.random.default_rng(bootstrap.seed)
+    draws = rng.integers(0, len(right), size=(bootstrap.resamples, len(right)))
+    tail = (1 - bootstrap.confidence) / 2
+    low, high = np.quantile(right[draws].mean(axis=1), [tail, 1 - tail])
+    return {"accuracy_low": float(low), "accuracy_high": float(high)}
+
+
+def mcnemar(correct_a, correct_b, significance):
+    """McNemar's exact test of models a and b on the same images: of the images exactly one
+    of them gets right, would a fair coin split them this unevenly? Two-sided p-value;
+    `significant` is False when the difference is within noise."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    disagreements, fewer = only_a + only_b, min(only_a, only_b)
+    tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2 ** disagreements
+    p_value = min(1.0, 2 * tail)
+    return {"only_a_right": only_a, "only_b_right": only_b, "p_value": p_value,
+            "significant": p_value < significance}
+
+
+def correct(labels, probabilities, threshold):
+    return (np.asarray(probabilities) >= threshold) == np.asarray(labels).astype(bool)
+
+
+def score(model, splits, threshold, bootstrap):
+    """splits: {name: (batches in file order, labels)}. Metrics (with the accuracy's
+    bootstrap interval) and sigmoid outputs per split, and the prediction speed (images/s,
+    input pipeline included) on the last one."""
     metrics, probabilities = {}, {}
     for name, (batches, labels) in splits.items():
         start = time.perf_counter()
         probabilities[name] = model.predict(batches, verbose=0).reshape(-1)
         images_per_second = len(labels) / (time.perf_counter() - start)
-        metrics[name] = binary_metrics(labels, probabilities[name], threshold)
+        metrics[name] = {**binary_metrics(labels, probabilities[name], threshold),
+                         **accuracy_interval(correct(labels, probabilities[name], threshold),
+                                             bootstrap)}
     return metrics, probabilities, round(images_per_second, 1)
 
 
@@ -49,7 +88,7 @@ def comparison_row(backbone, head, finetune, scores):
     test scores. (Wall times are not model metrics: reports/timing/ has them.)"""
     return {"backbone": backbone,
             **{f"{split}_{key}": scores[split][key] for split in ("val", "test")
-               for key in ("accuracy", "loss")},
+               for key in ("accuracy", "accuracy_low", "accuracy_high", "loss")},
             "train_accuracy": finetune["accuracy"], "params_total": head["params_total"],
             "params_trainable_head": head["params_trainable"],
             "params_trainable_finetune": finetune["params_trainable"]}

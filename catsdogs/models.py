@@ -14,7 +14,7 @@ from catsdogs import paths
 class Backbone:
     constructor: Callable
     preprocess: Callable   # the backbone's own preprocess_input
-    weights_file: str      # the no-top ImageNet file Keras looks for in $KERAS_HOME/models
+    weights_file: str      # the official no-top ImageNet file Keras keeps in $KERAS_HOME/models
 
 
 BACKBONES = {
@@ -31,26 +31,52 @@ BACKBONES = {
 
 
 class WeightsUnavailable(SystemExit):
-    """ImageNet weights are neither cached nor downloadable: the stage stops with the
-    message alone, no traceback."""
+    """ImageNet weights are neither cached, nor downloadable, nor converted: the stage stops
+    with the message alone, no traceback."""
+
+
+def converted_weights_file(name):
+    """Where a converted ImageNet weights file for `name` may stand: Keras 3 weights of the
+    headless model built with weights=None (for a backbone whose official file Keras cannot
+    get, e.g. offline; Keras md5-checks its official files, so nothing else can take their
+    names)."""
+    return paths.keras_cache() / "models" / f"{name}_imagenet_notop.weights.h5"
+
+
+def imagenet_base(name, image_size):
+    """(headless backbone with ImageNet weights, the file they came from). First the file
+    keras.applications loads under its official name (Keras cache, else download); else
+    the converted file."""
+    spec = BACKBONES[name]
+    try:
+        base = spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
+                                weights="imagenet")
+        return base, paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
+    except Exception as error:  # Keras raises a bare Exception when the download fails
+        if "fetch failure" not in str(error):
+            raise
+        official_error = error
+    converted = converted_weights_file(name)
+    if not converted.is_file():
+        official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
+        raise WeightsUnavailable(
+            f"ImageNet weights for {name} at {image_size}px: the official Keras file is not "
+            f"cached at {official} and could not be downloaded ({official_error}), and there "
+            f"is no converted file at {converted}. Copy either file there (see README, "
+            f"'Offline weights'), or set KERAS_HOME to a cache that holds one.")
+    return build_base(name, image_size, converted), converted
 
 
 def build_base(name, image_size, weights):
-    """The headless backbone; ImageNet weights come from the Keras cache or a download.
-    (params checks the name, and that Keras has ImageNet weights for the size.)"""
-    spec = BACKBONES[name]
-    try:
-        return spec.constructor(input_shape=(image_size, image_size, 3),
-                                include_top=False, weights=weights)
-    except Exception as error:  # Keras raises a bare Exception when the download fails
-        if weights != "imagenet" or "fetch failure" not in str(error):
-            raise
-        path = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
-        raise WeightsUnavailable(
-            f"ImageNet weights for {name} are not in the Keras cache and could not be "
-            f"downloaded: expected {path}. Download them once on a machine with internet "
-            f"(see README, 'Backbones') and copy the file there, or set KERAS_HOME to a "
-            f"cache that holds it. ({error})") from error
+    """The headless backbone. weights: None (random init), "imagenet" (see imagenet_base)
+    or a Keras 3 weights file of this headless model (the pretrained stage writes them)."""
+    if weights == "imagenet":
+        return imagenet_base(name, image_size)[0]
+    base = BACKBONES[name].constructor(input_shape=(image_size, image_size, 3),
+                                       include_top=False, weights=None)
+    if weights is not None:
+        base.load_weights(weights)
+    return base
 
 
 def build_classifier(name, image_size, weights, dropout, seed):
@@ -72,8 +98,9 @@ def find_base(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
-def unfreeze_top(base, count):
-    """Make the last `count` layers of the base trainable, every BatchNorm frozen.
+def unfreeze_top(base, count, freeze_batchnorm=True):
+    """Make the last `count` layers of the base trainable, every BatchNorm frozen (unless
+    freeze_batchnorm is False: what `base.trainable = True` alone does, the old setup).
 
     Keras 3 runs a trainable BatchNorm with batch statistics during fit even when the
     base was called with training=False (keras-team/keras#20285); trainable=False on
@@ -86,7 +113,7 @@ def unfreeze_top(base, count):
     for layer in base.layers[:-count]:
         layer.trainable = False
     for layer in base.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
 
 

@@ -7,7 +7,8 @@ YAML 1.2, as DVC reads it (so 1e-05 is a number, not a string).
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 from ruamel.yaml import YAML
 
 from catsdogs import paths
@@ -98,10 +99,85 @@ class Evaluate(Section):
     val_accuracy_min: Annotated[Float, Field(ge=0, le=1)]
     train_accuracy_max: Annotated[Float, Field(ge=0, le=1)]
     misclassified_shown: Annotated[int, Field(ge=0)]
+    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)]
+    bootstrap_seed: Seed
+    confidence: Annotated[Float, Field(gt=0, lt=1)]
+    significance: Annotated[Float, Field(gt=0, lt=1)]
 
 
 class Compare(Section):
     backbones: Annotated[list[BackboneName], Field(min_length=1), Distinct]
+
+
+Preprocess = Literal["rescale", "backbone"]     # 1/255 (ImageDataGenerator) | preprocess_input
+BatchNorm = Literal["batch_statistics", "frozen"]
+Validation = Literal["augmented", "clean"]
+VariantName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]  # a stage and folder name
+Accuracy = Annotated[Float, Field(ge=0, le=1)]
+
+
+class LegacySetup(Section):
+    """The factors studies/legacy varies: input scaling, BatchNorm while training, Adam's
+    learning rate (one-phase variants), validation images."""
+    preprocess: Preprocess
+    batchnorm: BatchNorm
+    learning_rate: Positive
+    validation: Validation
+
+
+class RecipeChanges(Section):
+    """What a recipe variant changes in old_setup (its learning rates are the phases' own)."""
+    preprocess: Optional[Preprocess] = None
+    batchnorm: Optional[BatchNorm] = None
+    validation: Optional[Validation] = None
+
+
+class Changes(RecipeChanges):
+    """What a one-phase variant changes in old_setup; the factors not named stay."""
+    learning_rate: Optional[Positive] = None
+
+
+class Reported(Section):
+    train_accuracy: Accuracy
+    val_accuracy: Accuracy
+    train_loss: Optional[Annotated[Float, Field(ge=0)]] = None
+    val_loss: Optional[Annotated[Float, Field(ge=0)]] = None
+
+
+class Legacy(Section):
+    epochs: Count
+    old_setup: LegacySetup
+    variants: Annotated[dict[VariantName, Changes], Field(min_length=1)]
+    recipe_variants: dict[VariantName, RecipeChanges]
+    reported: dict[VariantName, Reported]
+
+    @field_validator("variants")
+    @classmethod
+    def old_setup_is_the_reference(cls, variants):
+        if "old_setup" not in variants or variants["old_setup"].model_dump(exclude_none=True):
+            raise ValueError("must hold old_setup: {} (the reference every variant changes)")
+        return variants
+
+    @field_validator("recipe_variants", "reported")
+    @classmethod
+    def names_fit(cls, names, info):
+        # Fields validate in order; one that failed is missing from info.data: no cascade.
+        earlier = [info.data.get(field) for field in ("variants", "recipe_variants")]
+        if info.field_name == "recipe_variants" and earlier[0] is not None:
+            if shared := sorted(set(earlier[0]) & set(names)):
+                raise ValueError(f"{shared} already in legacy.variants")
+        if info.field_name == "reported" and None not in earlier:
+            if unknown := sorted(set(names) - set(earlier[0]) - set(earlier[1])):
+                raise ValueError(f"{unknown} are no variants")
+        return names
+
+    def changes(self, name):
+        """The factors variant `name` changes, as {factor: value} (None: no such variant)."""
+        changes = {**self.variants, **self.recipe_variants}.get(name)
+        return None if changes is None else changes.model_dump(exclude_none=True)
+
+    def setup(self, name):
+        return self.old_setup.model_copy(update=self.changes(name))
 
 
 class Params(Section):
@@ -118,6 +194,7 @@ class Params(Section):
     finetune: Finetune
     evaluate: Evaluate
     compare: Compare
+    legacy: Legacy
 
     @model_validator(mode="after")
     def backbones_fit(self):

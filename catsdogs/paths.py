@@ -13,10 +13,12 @@ MANIFEST = Path("data/validated/manifest.csv")
 SPLIT = Path("data/split")                  # <split>.csv: one row per image
 SPLITS = ("train", "val", "test")
 DECODED = Path("data/decoded")              # <split>.npz: uint8 images, labels; split-file order
+PRETRAINED = Path("models/pretrained")      # <backbone>_<size>.weights.h5: starting weights
 BASELINE_MODEL = Path("models/baseline.keras")
 HEAD_MODEL = Path("models/head.keras")
 FINAL_MODEL = Path("models/final.keras")
 REPORTS = Path("reports")                   # reports/<stage>/: metrics, plots, tables
+PRETRAINED_REPORTS = REPORTS / "pretrained"  # <backbone>_<size>.json: where the weights came from
 FETCH_REPORTS = REPORTS / "fetch"
 VALIDATE_REPORTS = REPORTS / "validate"
 SPLIT_METRICS = REPORTS / "split" / "metrics.json"
@@ -26,6 +28,8 @@ FINETUNE_LIVE = REPORTS / "finetune"
 EVALUATE_REPORTS = REPORTS / "evaluate"
 COMPARE_REPORTS = REPORTS / "compare"
 COMPARE_RUNS = COMPARE_REPORTS / "runs"     # <backbone>/{head,finetune}/ and metrics.json
+LEGACY_REPORTS = REPORTS / "legacy"         # studies/legacy: legacy.md, metrics, curves
+LEGACY_RUNS = LEGACY_REPORTS / "runs"       # <variant>/: dvclive folders, metrics, predictions
 BACKUPS = Path(".backups")                  # resume state; not a DVC output: DVC never deletes it
 # Wall times and throughput of the last run that trained: not DVC outputs nor metrics, so a
 # rerun with nothing changed leaves `dvc metrics diff` and dvc.lock as they were.
@@ -35,6 +39,14 @@ TIMING = REPORTS / "timing"
 def slug(path):
     """A flat file name for a (possibly absolute) path: reports/train_head -> reports_train_head."""
     return re.sub(r"[^\w.-]+", "_", str(path)).strip("_")
+
+
+def pretrained_weights(backbone, image_size):
+    return PRETRAINED / f"{backbone}_{image_size}.weights.h5"
+
+
+def pretrained_provenance(backbone, image_size):
+    return PRETRAINED_REPORTS / f"{backbone}_{image_size}.json"
 
 
 def keras_cache():

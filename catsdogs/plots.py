@@ -111,17 +111,50 @@ def save_photo_figure(fig, path, dpi=80, colors=256):
 
 
 def comparison(path, rows):
-    """Val and test accuracy and loss per backbone."""
+    """Val and test accuracy (with its bootstrap interval) and loss per backbone."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     names = [r["backbone"] for r in rows]
     for ax, metric in zip(axes, ("accuracy", "loss")):
         for offset, split in ((-0.2, "val"), (0.2, "test")):
-            bars = ax.bar([i + offset for i in range(len(names))],
-                          [r[f"{split}_{metric}"] for r in rows], 0.4, label=split)
-            ax.bar_label(bars, fmt="%.3f", fontsize=8)
+            values = [r[f"{split}_{metric}"] for r in rows]
+            spans = None if metric == "loss" else [
+                [v - r[f"{split}_accuracy_low"] for v, r in zip(values, rows)],
+                [r[f"{split}_accuracy_high"] - v for v, r in zip(values, rows)]]
+            bars = ax.bar([i + offset for i in range(len(names))], values, 0.4, label=split,
+                          yerr=spans, capsize=3)
+            # Accuracy: the value inside the bar, clear of the interval's whiskers.
+            ax.bar_label(bars, fmt="%.3f", fontsize=8, label_type="edge" if spans is None
+                         else "center", color="black" if spans is None else "white")
         ax.set(xticks=list(range(len(names))), xticklabels=names, title=metric)
-        ax.legend(loc="lower right")
-    lowest = min(min(r["val_accuracy"], r["test_accuracy"]) for r in rows)
+    axes[1].legend(loc="upper left")  # above the lowest losses, clear of the bars
+    lowest = min(min(r["val_accuracy_low"], r["test_accuracy_low"]) for r in rows)
     # Zoom in on the differences that matter; the axis does not start at zero, so say so.
-    axes[0].set(ylim=(max(0.0, lowest - 0.05), 1.0), title="accuracy (axis zoomed)")
+    axes[0].set(ylim=(max(0.0, lowest - 0.05), 1.0),
+                title="accuracy, bars: bootstrap interval (axis zoomed)")
+    save(fig, path)
+
+
+def accuracy_vs_time(path, rows):
+    """Per backbone: test accuracy (with its interval) against training wall time, and the
+    training throughput of each phase."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for row in rows:
+        seconds = row["head_seconds"] + row["finetune_seconds"]
+        accuracy = row["test_accuracy"]
+        left.errorbar(seconds, accuracy, capsize=3, marker="o", label=row["backbone"],
+                      yerr=[[accuracy - row["test_accuracy_low"]],
+                            [row["test_accuracy_high"] - accuracy]])
+        left.annotate(row["backbone"], (seconds, accuracy), textcoords="offset points",
+                      xytext=(6, 4), fontsize=9)
+    left.set(xlabel="training wall time, head + fine-tuning (s)", ylabel="test accuracy",
+             title="accuracy vs training time (bars: bootstrap interval)")
+    names = [row["backbone"] for row in rows]
+    for offset, phase in ((-0.2, "head"), (0.2, "finetune")):
+        bars = right.bar([i + offset for i in range(len(rows))],
+                         [row[f"{phase}_train_images_per_second"] for row in rows], 0.4,
+                         label={"head": "frozen head", "finetune": "fine-tuning"}[phase])
+        right.bar_label(bars, fmt="%.0f", fontsize=8)
+    right.set(xticks=list(range(len(rows))), xticklabels=names,
+              ylabel="training images / s", title="training throughput")
+    right.legend(loc="lower right")
     save(fig, path)

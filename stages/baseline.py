@@ -14,7 +14,8 @@ from catsdogs.training import fit, seed_everything
 
 def main():
     p = params.load()
-    backbone, image_size, weights = p.model.backbone, p.model.image_size, p.model.weights
+    backbone, image_size = p.model.backbone, p.model.image_size
+    weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed = p.train.batch_size, p.train.seed
     epochs, learning_rate = p.baseline.epochs, p.baseline.learning_rate
     preprocess = BACKBONES[backbone].preprocess

@@ -7,8 +7,8 @@ import json
 import sys
 
 from catsdogs import params, paths
-from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
-from catsdogs.evaluation import comparison_row, score
+from catsdogs.data import augmentation, eval_split, load_decoded, read_split, train_dataset
+from catsdogs.evaluation import Bootstrap, comparison_row, score
 from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
 from catsdogs.training import fit, seed_everything, write_timing
 
@@ -17,10 +17,12 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in BACKBONES:
         raise SystemExit(f"usage: python -m stages.compare BACKBONE  ({' | '.join(BACKBONES)})")
     backbone, p = sys.argv[1], params.load()
-    image_size, weights = p.model.image_size, p.model.weights
+    image_size = p.model.image_size
+    weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed, threshold = p.train.batch_size, p.train.seed, p.evaluate.threshold
-    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
-                           p.augment.horizontal_flip)
+    bootstrap = Bootstrap(p.evaluate.bootstrap_resamples, p.evaluate.bootstrap_seed,
+                          p.evaluate.confidence)
+    augment = augmentation(**p.augment.model_dump())  # flip, rotation, shift
     head, tune = p.train_head, p.finetune
     preprocess = BACKBONES[backbone].preprocess
     run_dir = paths.COMPARE_RUNS / backbone
@@ -37,10 +39,14 @@ def main():
     compile_binary(model, tune.learning_rate)
     finetune_summary = fit(model, train, val, tune.epochs, seed, run_dir / "finetune")
 
-    scores, _, speed = score(model, {split: eval_split(split, batch_size, preprocess)
-                                     for split in ("val", "test")}, threshold)
+    scores, probabilities, speed = score(
+        model, {split: eval_split(split, batch_size, preprocess) for split in ("val", "test")},
+        threshold, bootstrap)
     row = comparison_row(backbone, head_summary, finetune_summary, scores)
     (run_dir / "metrics.json").write_text(json.dumps(row, indent=2) + "\n")
+    # Per-image test outputs: compare_report pairs them with model.backbone's (McNemar).
+    test = read_split("test").assign(probability=probabilities["test"].round(5))
+    test.to_csv(run_dir / "test_predictions.csv", index=False)
     write_timing(run_dir, {"predict_images_per_second": speed})
     print(f"compare@{backbone}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
 

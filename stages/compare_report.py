@@ -1,17 +1,14 @@
 """Stage compare_report: one table and one figure, model.backbone (from train_head,
-finetune and evaluate) beside every compare@<backbone> run."""
+finetune and evaluate) beside every compare@<backbone> run, with each accuracy's bootstrap
+interval and McNemar's test of each backbone against model.backbone on the test images."""
 import json
 
+import pandas as pd
+
 from catsdogs import params, paths, plots
-from catsdogs.evaluation import comparison_row, last_epoch
+from catsdogs.evaluation import comparison_row, correct, last_epoch, mcnemar
 
 OUT = paths.COMPARE_REPORTS
-COLUMNS = [("backbone", "backbone", "{}"), ("val_accuracy", "val acc", "{:.3f}"),
-           ("test_accuracy", "test acc", "{:.3f}"), ("val_loss", "val loss", "{:.3f}"),
-           ("test_loss", "test loss", "{:.3f}"),
-           ("train_accuracy", "train acc (last epoch)", "{:.3f}"),
-           ("params_total", "params", "{:,}"),
-           ("params_trainable_finetune", "trainable (fine-tune)", "{:,}")]
 
 
 def read_json(path):
@@ -20,24 +17,63 @@ def read_json(path):
 
 def main():
     p = params.load()
+    main_backbone, threshold = p.model.backbone, p.evaluate.threshold
     # model.backbone went through the same recipe in train_head and finetune: reuse them.
     final = read_json(paths.EVALUATE_REPORTS / "metrics.json")["final"]
     head, finetune = (last_epoch(read_json(live / "metrics.json"))
                       for live in (paths.HEAD_LIVE, paths.FINETUNE_LIVE))
-    rows = [comparison_row(p.model.backbone, head, finetune, final)]
-    rows += [read_json(paths.COMPARE_RUNS / name / "metrics.json") for name in p.compare.backbones]
+    rows = [comparison_row(main_backbone, head, finetune, final)]
+    main_test = pd.read_csv(paths.EVALUATE_REPORTS / "test_predictions.csv",
+                            keep_default_na=False)
+    main_right = (main_test["final_predicted"] == main_test["class"]).to_numpy()
+    for name in p.compare.backbones:
+        row = read_json(paths.COMPARE_RUNS / name / "metrics.json")
+        test = pd.read_csv(paths.COMPARE_RUNS / name / "test_predictions.csv",
+                           keep_default_na=False)
+        if not test["path"].equals(main_test["path"]):
+            raise SystemExit(f"compare_report: {name}'s test images differ from "
+                             f"{main_backbone}'s; rerun compare@{name}")
+        paired = mcnemar(correct(test["label"], test["probability"], threshold), main_right,
+                         p.evaluate.significance)
+        rows.append({**row, f"test_only_{name}_right": paired["only_a_right"],
+                     f"test_only_{main_backbone}_right": paired["only_b_right"],
+                     f"test_vs_{main_backbone}_p_value": paired["p_value"],
+                     f"test_vs_{main_backbone}_significant": paired["significant"]})
 
-    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt.format(row[key]) for key, _, fmt in COLUMNS) + " |"
-              for row in rows]
-    lines += ["", f"{p.model.backbone} (model.backbone) comes from the train_head, finetune and "
-              "evaluate stages; the others from compare@<backbone>, with the same recipe. "
-              "Training times: benchmarks/results/training_time.md."]
-    (OUT / "compare.md").write_text("\n".join(lines) + "\n")
+    (OUT / "compare.md").write_text(table(rows, main_backbone, p.evaluate.confidence))
     (OUT / "metrics.json").write_text(json.dumps({r["backbone"]: r for r in rows}, indent=2) + "\n")
     plots.comparison(OUT / "compare.png", rows)
     print((OUT / "compare.md").read_text())
+
+
+def table(rows, main_backbone, confidence):
+    def interval(row, split):
+        return (f"{row[f'{split}_accuracy']:.3f} ({row[f'{split}_accuracy_low']:.3f} to "
+                f"{row[f'{split}_accuracy_high']:.3f})")
+
+    def against_main(row):
+        versus = f"test_vs_{main_backbone}_"
+        if versus + "p_value" not in row:
+            return "-"
+        verdict = "differs" if row[versus + "significant"] else "noise"
+        only_it, only_main = (row[f"test_only_{name}_right"]
+                              for name in (row["backbone"], main_backbone))
+        return f"{only_it} / {only_main}, p = {row[versus + 'p_value']:.2g} ({verdict})"
+
+    lines = [f"| backbone | val acc ({confidence:.0%} interval) | test acc ({confidence:.0%} "
+             f"interval) | val loss | test loss | train acc (last epoch) | params | trainable "
+             f"(fine-tune) | test: only it / only {main_backbone} right, McNemar |",
+             "|" + " --- |" * 9]
+    lines += [f"| {r['backbone']} | {interval(r, 'val')} | {interval(r, 'test')} | "
+              f"{r['val_loss']:.3f} | {r['test_loss']:.3f} | {r['train_accuracy']:.3f} | "
+              f"{r['params_total']:,} | {r['params_trainable_finetune']:,} | {against_main(r)} |"
+              for r in rows]
+    lines += ["", f"{main_backbone} (model.backbone) comes from the train_head, finetune and "
+              "evaluate stages; the others from compare@<backbone>, with the same recipe. "
+              "Intervals: bootstrap over the split's images. McNemar: exact test on the test "
+              "images only one of the two models gets right; 'noise' means the difference is "
+              "within chance. Training times: benchmarks/results/training_time.md."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import keras
 
 from catsdogs import params, paths, plots
 from catsdogs.data import eval_split, read_split
-from catsdogs.evaluation import last_epoch, score
+from catsdogs.evaluation import Bootstrap, correct, last_epoch, mcnemar, score
 from catsdogs.models import BACKBONES
 from catsdogs.training import seed_everything, write_timing
 
@@ -26,6 +26,7 @@ def main():
     batch_size, seed = p.train.batch_size, p.train.seed
     preprocess = BACKBONES[p.model.backbone].preprocess
     targets = p.evaluate
+    bootstrap = Bootstrap(targets.bootstrap_resamples, targets.bootstrap_seed, targets.confidence)
     seed_everything(seed)
     OUT.mkdir(parents=True, exist_ok=True)
 
@@ -35,7 +36,7 @@ def main():
         model = keras.models.load_model(path)  # safe_mode (the default): no code is loaded
         splits, probabilities, speed = score(
             model, {split: eval_split(split, batch_size, preprocess) for split in paths.SPLITS},
-            targets.threshold)
+            targets.threshold, bootstrap)
         test_probabilities[name] = probabilities["test"]
         keras_reported = last_epoch(json.loads((LIVE_DIRS[name] / "metrics.json").read_text()))
         metrics[name] = {
@@ -47,6 +48,12 @@ def main():
             "test": splits["test"],
         }
         speeds[name] = speed
+    test = read_split("test")
+    paired = mcnemar(*(correct(test["label"], test_probabilities[name], targets.threshold)
+                       for name in MODELS), targets.significance)
+    metrics["final_vs_baseline_test"] = {
+        "only_final_right": paired["only_a_right"], "only_baseline_right": paired["only_b_right"],
+        "p_value": paired["p_value"], "significant": paired["significant"]}
     final = metrics["final"]
     val_met = final["val"]["accuracy"] > targets.val_accuracy_min
     train_met = final["train_accuracy"] < targets.train_accuracy_max
@@ -57,7 +64,6 @@ def main():
     write_timing(OUT, {f"{name}_predict_images_per_second": s for name, s in speeds.items()})
 
     # Per-image test predictions: the data behind the ROC, confusion matrix and mistakes.
-    test = read_split("test")
     for name, probabilities in test_probabilities.items():
         test[f"{name}_probability"] = probabilities.round(5)
         test[f"{name}_predicted"] = [class_names[int(p >= targets.threshold)]
@@ -81,24 +87,31 @@ def main():
                              wrong.sort_values("confidence", ascending=False)
                              .head(targets.misclassified_shown), class_names)
 
-    (OUT / "summary.md").write_text(summary_table(metrics))
+    (OUT / "summary.md").write_text(summary_table(metrics, targets.confidence))
     print((OUT / "summary.md").read_text())
 
 
-def summary_table(metrics):
+def summary_table(metrics, confidence):
     """The before/after table, the targets, and what the numbers say in sentences, so a
     failed target cannot hide in a table."""
     final, baseline, targets = metrics["final"], metrics["baseline"], metrics["targets"]
+    paired = metrics["final_vs_baseline_test"]
+    interval = f"{confidence:.0%} interval"
     rows = [("train accuracy (last epoch, as Keras reports it)", lambda m: m["train_accuracy"]),
             ("train accuracy (clean: no augmentation, no dropout)",
              lambda m: m["train_clean_accuracy"]),
             ("val accuracy", lambda m: m["val"]["accuracy"]),
-            ("gap: train - val", lambda m: m["gap_train_val"])]
+            (f"val accuracy, {interval}", lambda m: _span(m["val"])),
+            ("gap: train - val", lambda m: m["gap_train_val"]),
+            ("test accuracy", lambda m: m["test"]["accuracy"]),
+            (f"test accuracy, {interval}", lambda m: _span(m["test"]))]
     rows += [(f"test {label}", lambda m, key=key: m["test"][key])
-             for label, key in (("accuracy", "accuracy"), ("loss", "loss"),
+             for label, key in (("loss", "loss"),
                                 ("precision", "precision"), ("recall", "recall"), ("F1", "f1"),
                                 ("ROC AUC", "roc_auc"))]
-    number = "{:.3f}".format
+    def number(value):
+        return value if isinstance(value, str) else f"{value:.3f}"
+
     lines = ["| metric | before: baseline (all layers trainable) "
              "| after: frozen head + fine-tuning |", "| --- | --- | --- |"]
     lines += [f"| {label} | {number(_nan(value(baseline)))} | {number(_nan(value(final)))} |"
@@ -120,11 +133,22 @@ def summary_table(metrics):
         f"(test {baseline['test']['accuracy']:.3f}); the recipe at train "
         f"{final['train_accuracy']:.3f} / val {final['val']['accuracy']:.3f} "
         f"(test {final['test']['accuracy']:.3f}).")
+    verdict = "a real difference" if paired["significant"] else "within noise"
+    lines.append(
+        f"On the same test images the two models disagree on "
+        f"{paired['only_final_right'] + paired['only_baseline_right']}: only the final model is "
+        f"right on {paired['only_final_right']}, only the baseline on "
+        f"{paired['only_baseline_right']} (McNemar's "
+        f"exact test p = {paired['p_value']:.3g}: {verdict}).")
     return "\n".join(lines) + "\n"
 
 
 def _nan(value):
     return float("nan") if value is None else value  # roc_auc is None with one class
+
+
+def _span(split):
+    return f"{split['accuracy_low']:.3f} to {split['accuracy_high']:.3f}"
 
 
 if __name__ == "__main__":

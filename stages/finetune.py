@@ -12,8 +12,7 @@ from catsdogs.training import fit, seed_everything
 def main():
     p = params.load()
     backbone, batch_size, seed = p.model.backbone, p.train.batch_size, p.train.seed
-    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
-                           p.augment.horizontal_flip)
+    augment = augmentation(**p.augment.model_dump())  # flip, rotation, shift
     epochs, learning_rate, unfreeze_last = (p.finetune.epochs, p.finetune.learning_rate,
                                             p.finetune.unfreeze_last)
     preprocess = BACKBONES[backbone].preprocess

@@ -8,10 +8,10 @@ from catsdogs.training import fit, seed_everything
 
 def main():
     p = params.load()
-    backbone, image_size, weights = p.model.backbone, p.model.image_size, p.model.weights
+    backbone, image_size = p.model.backbone, p.model.image_size
+    weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed = p.train.batch_size, p.train.seed
-    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
-                           p.augment.horizontal_flip)
+    augment = augmentation(**p.augment.model_dump())  # flip, rotation, shift
     epochs, learning_rate, dropout = (p.train_head.epochs, p.train_head.learning_rate,
                                       p.train_head.dropout)
     preprocess = BACKBONES[backbone].preprocess

@@ -5,20 +5,26 @@ One metadata row per file (where it sits, what Pillow reads from the header, siz
 whether the training decoder accepts it); Great Expectations checks that table against
 rules(), and each failing row takes the rule's reason. (fetch never lands symbolic links;
 a file DVC links from its cache, as with cache.type symlink, is judged by its content.)
+Only regular files are opened, and Pillow only with the plugins of validate.formats; what
+cannot be read (a FIFO, a device, an unreadable file or folder, a name that is not UTF-8)
+is quarantined with its reason too. One run at a time: fetch and validate hold a lock on
+data/ while they run.
 """
+import contextlib
 import hashlib
 import io
 import json
 import os
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 
 # catsdogs first: importing it quiets TensorFlow's start-up logs before TensorFlow loads.
 from catsdogs import params, paths
 from catsdogs.data import decode_image
+from catsdogs.files import locked, named
 
 import great_expectations as gx
 import pandas as pd
-import tensorflow as tf
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from PIL import Image
 
@@ -29,6 +35,8 @@ PROGRESS_EVERY = 500      # files between progress lines
 # COMPLETE lists every failing row; naming rows by path makes gx_result.json readable too.
 RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["path"]}
 E = gx.expectations
+NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
 def rules(classes, knobs):
@@ -64,55 +72,113 @@ def rules(classes, knobs):
     ]
 
 
+
+
 def is_decodable(data):
     """Whether the decoder training uses accepts these bytes (Pillow is more lenient)."""
     try:
         decode_image(data)
         return True
-    except tf.errors.OpError:  # InvalidArgumentError for garbage, others for truncated data
+    except Exception:  # tf.errors.OpError for garbage or truncated data; one file never crashes
         return False
 
 
-def describe(path, max_pixels):
-    """One metadata row. Pillow reads only the header; TensorFlow decodes the whole image
-    if that header is readable and declares at most max_pixels."""
-    parts = path.relative_to(paths.RAW).parts
+
+
+def where(parts):
+    """split, class, subfolder and hidden of a file, from its path's parts below data/raw."""
     split = parts[0] if len(parts) > 1 else ""
     placed = split in paths.SOURCE_SPLITS  # else class and subfolder mean nothing
-    row = {"path": path.as_posix(), "split": split,
-           "class": (parts[1] if len(parts) > 2 else "") if placed else None,
-           "subfolder": "/".join(parts[2:-1]) if placed else None,  # between class and file
-           "hidden": any(part.startswith(".") for part in parts)}  # .DS_Store, ._x.jpg, .git/
-    data = path.read_bytes()
+    return {"split": split,
+            "class": (parts[1] if len(parts) > 2 else "") if placed else None,
+            "subfolder": "/".join(parts[2:-1]) if placed else None,  # between class and file
+            "hidden": any(part.startswith(".") for part in parts)}  # .DS_Store, ._x.jpg, .git/
+
+
+def read_regular(path):
+    """(bytes, None) if path is a regular file (through a symbolic link, as DVC links files
+    from its cache), else (None, why it was not read). Nothing else is opened: a FIFO or a
+    device could block forever or never end."""
+    try:
+        kind = stat.S_IFMT(os.stat(path).st_mode)
+        if kind == stat.S_IFREG:  # O_NONBLOCK: a FIFO swapped in since cannot block the open
+            with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+                kind = stat.S_IFMT(os.fstat(f.fileno()).st_mode)
+                if kind == stat.S_IFREG:
+                    return f.read(), None
+        return None, f"not a regular file ({NOT_REGULAR.get(kind, 'a special file')}), not read"
+    except OSError as error:
+        return None, f"not readable ({error.strerror})"
+
+
+def claimed_format(data):
+    """The format a file's first bytes claim, by Pillow's magic-number checks alone: no
+    plugin parses it."""
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        with contextlib.suppress(Exception):
+            if accept and accept(data[:16]):
+                return name
+    return ""
+
+
+def describe(path, knobs):
+    """One metadata row. Pillow reads only the header, with the plugins of validate.formats
+    alone; TensorFlow decodes the whole image if that header declares at most
+    validate.max_pixels. Whatever kept the file from being read, or its name from being
+    trusted, is the row's problem (an internal column, like min_side): it quarantines the row."""
+    shown = named(path)
+    row = {"path": shown, **where(PurePosixPath(shown).relative_to(paths.RAW).parts)}
+    data, problem = read_regular(path)
+    if shown != path.as_posix():
+        problem = "; ".join(filter(None, ["file name not valid UTF-8 (shown with \\x escapes)",
+                                          problem]))
+    row["problem"] = problem or ""
+    if data is None:
+        return row
     row.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     if row["hidden"]:
         return row  # system files, not images: the name alone quarantines them
     row["format"] = ""  # stays empty if Pillow cannot read it: quarantined as unreadable
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=knobs.formats) as image:
             row.update(format=image.format or "", mode=image.mode, width=image.width,
                        height=image.height, min_side=min(image.size),
                        pixels=image.width * image.height)
-    except (OSError, SyntaxError, ValueError):
-        pass
+    except Exception:  # plugins raise many kinds on bad data; one file never crashes the stage
+        claimed = claimed_format(data)  # a format not allowed is named as such; an allowed
+        row["format"] = "" if claimed in knobs.formats else claimed  # one failed: unreadable
     # TensorFlow allocates what the header declares: decode only a known, bounded size.
-    if row.get("pixels") is not None and row["pixels"] <= max_pixels:
+    if row.get("pixels") is not None and row["pixels"] <= knobs.max_pixels:
         row["decodable"] = is_decodable(data)
     return row
 
 
-def scan_raw(max_pixels):
-    """The metadata table of every file under data/raw."""
-    files = [Path(folder, name) for folder, _, names in os.walk(paths.RAW) for name in names]
+def scan_raw(knobs):
+    """The metadata table of every file under data/raw (and of each folder that cannot be
+    listed: nothing in it can be judged)."""
+    files, folders = [], []
+
+    def unreadable(error):  # os.walk cannot list it; a data/raw that vanished is not judged
+        if not isinstance(error, FileNotFoundError):
+            shown = named(error.filename)
+            folders.append({"path": shown + "/", "problem": f"folder not readable "
+                            f"({error.strerror}); nothing in it judged",
+                            **where(PurePosixPath(shown).relative_to(paths.RAW).parts + ("",))})
+
+    for folder, dirnames, names in os.walk(paths.RAW, onerror=unreadable):
+        links = [name for name in dirnames if os.path.islink(os.path.join(folder, name))]
+        files += [Path(folder, name) for name in names + links]  # links are judged, not entered
     # Pillow refuses (or warns about) huge declared sizes as soon as it opens a file. Here it
     # only reads headers, and describe() checks validate.max_pixels before anything decodes.
     Image.MAX_IMAGE_PIXELS = None
+    Image.init()  # every plugin's magic-number check, for claimed_format()
     rows = []
     for count, path in enumerate(sorted(files), 1):
-        rows.append(describe(path, max_pixels))
+        rows.append(describe(path, knobs))
         if count % PROGRESS_EVERY == 0:
             print(f"validate: scanned {count}/{len(files)} files")
-    table = pd.DataFrame(rows, columns=COLUMNS + ["min_side"])
+    table = pd.DataFrame(rows + folders, columns=COLUMNS + ["min_side", "problem"])
     return table.astype({c: "Int64" for c in ("width", "height", "min_side", "pixels", "bytes")})
 
 
@@ -131,7 +197,9 @@ def run_great_expectations(table, expectations):
 
 def quarantine(table, result, reasons_by_rule):
     """A `reason` column: the rules each row fails, then copies of one image."""
-    reasons = {path: [] for path in table["path"]}
+    # What stopped a file being read comes first, then the rules it fails.
+    reasons = {path: [problem] if problem else [] for path, problem in
+               zip(table["path"], table["problem"])}
     rows = table.set_index("path", drop=False)
     for outcome in result.results:
         rule = (outcome.expectation_config.meta or {}).get("rule")
@@ -158,9 +226,12 @@ def quarantine(table, result, reasons_by_rule):
 
 def main():
     p = params.load()
-    classes, knobs = p.classes, p.validate_
+    with locked(paths.RAW.parent, "validate"):  # one fetch or validate at a time in this project
+        judge(p.classes, p.validate_)
 
-    table = scan_raw(knobs.max_pixels)
+
+def judge(classes, knobs):
+    table = scan_raw(knobs)
     per_file = rules(classes, knobs)
     for index, (expectation, _) in enumerate(per_file):
         expectation.meta = {"rule": index}
@@ -172,8 +243,8 @@ def main():
         E.ExpectColumnValuesToBeUnique(column="path"),
         E.ExpectTableRowCountToBeBetween(min_value=min_rows)])
     table = quarantine(table, result, [reason for _, reason in per_file])
-    accepted = table[table["reason"] == ""].drop(columns=["reason", "min_side"])
-    quarantined = table[table["reason"] != ""].drop(columns="min_side")
+    accepted = table[table["reason"] == ""].drop(columns=["reason", "min_side", "problem"])
+    quarantined = table[table["reason"] != ""].drop(columns=["min_side", "problem"])
 
     # Reports first, so a failing run can still be read.
     paths.MANIFEST.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +261,7 @@ def main():
             found = ((table["split"] == split) & (table["class"] == name)).sum()
             kept = metrics[f"accepted_{split}_{name}"] = int(
                 ((accepted["split"] == split) & (accepted["class"] == name)).sum())
-            if not folder.is_dir():
+            if not os.path.isdir(folder):
                 problems.append(f"class '{name}' missing in {paths.RAW}/{split}/ (no folder "
                                 f"{folder}/): add it to the source or fix classes")
             elif found == 0:

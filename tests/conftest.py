@@ -13,7 +13,7 @@ from PIL import Image
 from catsdogs import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["catsdogs", "stages", "dvc.yaml", "params.yaml"]
+PROJECT_FILES = ["catsdogs", "stages", "studies", "dvc.yaml", "params.yaml"]
 # Cats are reddish, dogs bluish: a signal even a randomly initialised network can pick up.
 CLASS_TINT = {"cats": (200, 60, 60), "dogs": (60, 60, 200)}
 
@@ -88,7 +88,8 @@ def make_project(repo, dataset, write_params):
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, repo / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "dvc.lock"))
         else:
             shutil.copy(source, repo / name)
     write_params(repo, dataset)

@@ -5,14 +5,24 @@ other project modules (imports inside functions count too: they run when called)
 package __init__.py counts when it holds code, because importing a module runs it.
 """
 import ast
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ROOT
 
-DVC_YAML = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+DVC_FILES = [ROOT / "dvc.yaml", *sorted(ROOT.glob("studies/*/dvc.yaml"))]
+
+
+def stages_of(dvc_file):
+    """{name: stage} of a dvc.yaml, named as DVC names them (<file>:<name> outside the root);
+    a foreach stage's template stands for all its items (their paths: from the root, wdir)."""
+    prefix = "" if dvc_file.parent == ROOT else f"{dvc_file.relative_to(ROOT).as_posix()}:"
+    return {prefix + name: stage.get("do", stage)
+            for name, stage in yaml.safe_load(dvc_file.read_text())["stages"].items()}
+
+
+DVC_YAML = {name: stage for dvc_file in DVC_FILES for name, stage in stages_of(dvc_file).items()}
 
 
 def module_file(name):
@@ -78,7 +88,8 @@ def test_no_stage_imports_another_stage(name):
     assert others == []
 
 
-@pytest.mark.parametrize("name", ["split", "compare_report"])
+@pytest.mark.parametrize("name", ["split", "compare_report",
+                                  "studies/legacy/dvc.yaml:legacy_report"])
 def test_light_stages_do_not_load_tensorflow(name):
     code = code_of(stage_script(DVC_YAML[name]))
     heavy = [(path, module) for path in sorted(code)

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from catsdogs.evaluation import binary_metrics, comparison_row, last_epoch
+from catsdogs.evaluation import (Bootstrap, accuracy_interval, binary_metrics, comparison_row,
+                                 last_epoch, mcnemar)
 from conftest import ROOT, tiny_params
 
 # Predictions at 0.5: 1 1 0 0 | 0 1 -> tp=2, fn=1, tn=2, fp=1.
@@ -105,7 +106,8 @@ def test_score_predicts_each_decoded_split_in_file_order(tiny_dataset, tmp_path,
 
     preprocess = BACKBONES[backbone].preprocess
     splits = {split: eval_split(split, batch_size, preprocess) for split in ("val", "test")}
-    metrics, probabilities, images_per_second = score(colour_model(size), splits, threshold)
+    metrics, probabilities, images_per_second = score(colour_model(size), splits, threshold,
+                                                      BOOTSTRAP)
 
     assert set(metrics) == set(probabilities) == {"val", "test"}
     assert images_per_second > 0
@@ -113,7 +115,9 @@ def test_score_predicts_each_decoded_split_in_file_order(tiny_dataset, tmp_path,
         expected = by_hand(images, backbone)
         assert probabilities[split].shape == (len(labels),)
         np.testing.assert_allclose(probabilities[split], expected, rtol=1e-4)
-        assert metrics[split] == pytest.approx(binary_metrics(labels, expected, threshold))
+        right = (expected >= threshold) == labels.astype(bool)
+        assert metrics[split] == pytest.approx({**binary_metrics(labels, expected, threshold),
+                                                **accuracy_interval(right, BOOTSTRAP)})
         if threshold == 0.5:  # the tint separates the classes
             assert metrics[split]["accuracy"] == 1.0
         else:  # no probability reaches 0.9: nothing is called a dog
@@ -132,11 +136,49 @@ def test_score_keeps_the_splits_apart():
     bluish[..., 2] = 100.0                                # p > 0.5: called a dog
     splits = {"cats": (tf.data.Dataset.from_tensor_slices(reddish).batch(2), np.zeros(3)),
               "dogs": (tf.data.Dataset.from_tensor_slices(bluish).batch(2), np.ones(5))}
-    metrics, probabilities, _ = score(colour_model(size), splits, 0.5)
+    metrics, probabilities, _ = score(colour_model(size), splits, 0.5, BOOTSTRAP)
     assert list(metrics) == ["cats", "dogs"]
     assert len(probabilities["cats"]) == 3 and len(probabilities["dogs"]) == 5
     assert (metrics["cats"]["tn"], metrics["cats"]["fp"], metrics["cats"]["tp"]) == (3, 0, 0)
     assert (metrics["dogs"]["tp"], metrics["dogs"]["fn"], metrics["dogs"]["tn"]) == (5, 0, 0)
+
+
+BOOTSTRAP = Bootstrap(resamples=2000, seed=0, confidence=0.95)
+
+
+def test_the_interval_holds_the_accuracy_and_narrows_with_more_images():
+    rng = np.random.default_rng(1)
+    small, large = (rng.random(n) < 0.8 for n in (100, 10_000))
+    widths = []
+    for right in (small, large):
+        interval = accuracy_interval(right, BOOTSTRAP)
+        assert interval["accuracy_low"] < right.mean() < interval["accuracy_high"]
+        widths.append(interval["accuracy_high"] - interval["accuracy_low"])
+    # The normal approximation: 95% half-width 1.96 * sqrt(p (1 - p) / n).
+    for width, n in zip(widths, (100, 10_000)):
+        assert width / 2 == pytest.approx(1.96 * math.sqrt(0.8 * 0.2 / n), rel=0.2)
+    assert accuracy_interval(small, BOOTSTRAP) == accuracy_interval(small, BOOTSTRAP)
+
+
+def test_all_right_has_no_spread():
+    assert accuracy_interval(np.ones(50), BOOTSTRAP) == {"accuracy_low": 1.0, "accuracy_high": 1.0}
+
+
+@pytest.mark.parametrize("only_a, only_b, p_value", [
+    (5, 0, 2 / 32),          # five one-sided disagreements: 2 * 0.5**5
+    (0, 0, 1.0),             # no disagreement, no evidence
+    (10, 10, 1.0),
+    (12, 3, 2 * sum(math.comb(15, k) for k in range(4)) / 2 ** 15),
+])
+def test_mcnemar_exact_p_values(only_a, only_b, p_value):
+    both_right = 40
+    a = np.array([1] * both_right + [1] * only_a + [0] * only_b + [0] * 7, bool)
+    b = np.array([1] * both_right + [0] * only_a + [1] * only_b + [0] * 7, bool)
+    result = mcnemar(a, b, significance=0.05)
+    assert (result["only_a_right"], result["only_b_right"]) == (only_a, only_b)
+    assert result["p_value"] == pytest.approx(p_value)
+    assert result["significant"] == (p_value < 0.05)
+    assert mcnemar(b, a, 0.05)["p_value"] == pytest.approx(p_value)  # symmetric
 
 
 # last_epoch: dvclive's summary (metrics.json) -> Keras' names.
@@ -153,11 +195,15 @@ def test_last_epoch_flattens_train_and_eval_as_keras_names_them():
 def test_comparison_row_takes_each_column_from_the_right_phase():
     head = {**last_epoch(SUMMARY), "seconds": 10.0, "params_trainable": 10, "accuracy": 0.6}
     finetune = {**last_epoch(SUMMARY), "seconds": 20.0, "params_trainable": 40, "accuracy": 0.9}
-    scores = {"val": {"accuracy": 0.88, "loss": 0.3, "f1": 0.5},
-              "test": {"accuracy": 0.87, "loss": 0.35, "f1": 0.5}}
+    scores = {"val": {"accuracy": 0.88, "accuracy_low": 0.85, "accuracy_high": 0.91,
+                      "loss": 0.3, "f1": 0.5},
+              "test": {"accuracy": 0.87, "accuracy_low": 0.84, "accuracy_high": 0.9,
+                       "loss": 0.35, "f1": 0.5}}
     row = comparison_row("mobilenet", head, finetune, scores)
     # Model metrics only: wall times stay out of the comparison's metrics.
     assert row == {"backbone": "mobilenet", "val_accuracy": 0.88, "val_loss": 0.3,
+                   "val_accuracy_low": 0.85, "val_accuracy_high": 0.91,
+                   "test_accuracy_low": 0.84, "test_accuracy_high": 0.9,
                    "test_accuracy": 0.87, "test_loss": 0.35, "train_accuracy": 0.9,
                    "params_total": 100, "params_trainable_head": 10,
                    "params_trainable_finetune": 40}

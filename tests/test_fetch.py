@@ -22,6 +22,11 @@ def raw_files(directory):
     return sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
 
 
+def raw_snapshot(directory):
+    raw = directory / "data/raw"
+    return {p.relative_to(raw).as_posix(): p.read_bytes() for p in raw.rglob("*") if p.is_file()}
+
+
 def source_files(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
@@ -121,11 +126,14 @@ def test_a_pinned_sha256_is_checked(tmp_path, tiny_dataset, monkeypatch, write_p
     monkeypatch.chdir(work)
     write_params(work, archive, fetch__sha256=digest)
     fetch.main()
-    assert raw_files(work)
+    before = raw_snapshot(work)
+    assert before
     write_params(work, archive, fetch__sha256="0" * 64)
     with pytest.raises(SystemExit, match=f"has sha256 {digest}, not the 0{{64}} that fetch.sha256 pins"):
         fetch.main()
-    assert not (work / "data/raw").exists()
+    # Nothing is deleted before a new copy is complete: the last good data/raw stays.
+    assert raw_snapshot(work) == before
+    assert sorted(p.name for p in (work / "data").iterdir()) == ["raw"]
 
 
 def test_a_rerun_replaces_data_raw_and_clears_stale_partial_folders(tmp_path, tiny_dataset,

@@ -10,7 +10,8 @@ import keras
 
 from catsdogs import paths
 from catsdogs.models import (BACKBONES, WeightsUnavailable, build_base, build_classifier,
-                             compile_binary, find_base, unfreeze_top)
+                             compile_binary, converted_weights_file, find_base, imagenet_base,
+                             unfreeze_top)
 from catsdogs.params import BACKBONE_LAYERS
 
 SIZE = 32
@@ -67,17 +68,47 @@ def test_every_backbone_builds_headless_with_random_weights(name):
     assert model.predict(random_images(2), verbose=0).shape == (2, 1)
 
 
-def test_missing_imagenet_weights_fail_naming_the_file_and_the_cache(monkeypatch):
-    expected = paths.keras_cache() / "models" / "efficientnetb0_notop.h5"
-    assert BACKBONES["efficientnet_b0"].weights_file.format(size=224) == expected.name
-    if expected.exists():
-        pytest.skip(f"{expected} is cached here, so nothing is missing")
-    # The origin becomes an unreachable local address: the download fails, network or not.
+@pytest.fixture
+def offline_efficientnet(monkeypatch, tmp_path):
+    """No official EfficientNetB0 file: its origin is an unreachable local address (the
+    download fails, network or not), and the converted-file lookup sees an empty cache."""
+    official = paths.keras_cache() / "models" / BACKBONES["efficientnet_b0"].weights_file
+    if official.exists():
+        pytest.skip(f"{official} is cached here, so the official file is never missing")
     from keras.src.applications import efficientnet
     monkeypatch.setattr(efficientnet, "BASE_WEIGHTS_PATH", "http://127.0.0.1:9/")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    return paths.keras_cache() / "models" / official.name  # where the message says to put it
+
+
+def test_missing_imagenet_weights_fail_naming_both_files(offline_efficientnet):
     with pytest.raises(WeightsUnavailable, match="efficientnet_b0") as error:
-        build_base("efficientnet_b0", 224, "imagenet")
-    assert str(expected) in str(error.value)
+        build_base("efficientnet_b0", SIZE, "imagenet")
+    assert str(offline_efficientnet) in str(error.value)
+    assert str(converted_weights_file("efficientnet_b0")) in str(error.value)
+
+
+def test_without_the_official_file_a_converted_one_is_used(offline_efficientnet):
+    keras.utils.set_random_seed(3)
+    donor = build_base("efficientnet_b0", SIZE, None)
+    converted = converted_weights_file("efficientnet_b0")
+    converted.parent.mkdir(parents=True)
+    donor.save_weights(converted)
+    keras.utils.set_random_seed(4)  # a different random init, which the file must replace
+    base, source = imagenet_base("efficientnet_b0", SIZE)
+    assert source == converted
+    for loaded, original in zip(base.weights, donor.weights):
+        np.testing.assert_array_equal(loaded.numpy(), original.numpy())
+
+
+def test_a_weights_file_gives_back_the_same_base(tmp_path):
+    keras.utils.set_random_seed(5)
+    original = build_base("mobilenet", SIZE, None)
+    original.save_weights(tmp_path / "start.weights.h5")
+    keras.utils.set_random_seed(6)
+    loaded = build_base("mobilenet", SIZE, tmp_path / "start.weights.h5")
+    images = random_images()
+    np.testing.assert_array_equal(loaded(images), original(images))
 
 
 def test_the_schema_layer_counts_match_keras():

@@ -5,12 +5,17 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT, dvc, run
 
-STAGES = ["fetch", "validate", "split", "decode", "baseline", "train_head", "finetune",
+STAGES = ["fetch", "validate", "split", "decode", "pretrained",
+          "pretrained_compare@efficientnet_b0", "baseline", "train_head", "finetune",
           "evaluate", "compare@efficientnet_b0", "compare_report"]
 OUTPUTS = ["data/raw/train/cats", "data/validated/manifest.csv", "data/split/test.csv",
+           "models/pretrained/mobilenet_v2_32.weights.h5",
+           "models/pretrained/efficientnet_b0_32.weights.h5",
+           "reports/pretrained/efficientnet_b0_32.json",
            "models/baseline.keras", "models/head.keras", "models/final.keras",
            "reports/validate/gx_result.json", "reports/evaluate/metrics.json",
            "reports/evaluate/learning_curves.png", "reports/evaluate/roc.png",
@@ -41,13 +46,23 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project, t
     assert set(metrics["targets"]) >= {"val_accuracy_met", "train_accuracy_met", "all_met"}
     assert "efficientnet_b0" in (project / "reports/compare/compare.md").read_text()
     assert "reports/evaluate/metrics.json" in dvc(project, "metrics", "show", "--json")
+    # dvc.lock records, by content, the weights every training stage started from.
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    written = {o["path"]: o["md5"] for stage in lock if stage.startswith("pretrained")
+               for o in lock[stage]["outs"]}
+    for stage, weights in (("train_head", "models/pretrained/mobilenet_v2_32.weights.h5"),
+                           ("baseline", "models/pretrained/mobilenet_v2_32.weights.h5"),
+                           ("compare@efficientnet_b0",
+                            "models/pretrained/efficientnet_b0_32.weights.h5")):
+        used = {d["path"]: d["md5"] for d in lock[stage]["deps"]}
+        assert used[weights] == written[weights], stage
 
     write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
                  finetune__learning_rate=0.0001)
     second = dvc(project, "repro")
     rerun = [s for s in STAGES if ran(second, s)]
     assert rerun == ["finetune", "evaluate", "compare@efficientnet_b0", "compare_report"], second
-    assert "up to date" in dvc(project, "status")
+    assert "up to date" in dvc(project, "status", "dvc.yaml")
 
     # A forced rerun of everything changes nothing that is tracked: metrics hold what the
     # models do (wall times live in reports/timing/), and the README quotes only those.

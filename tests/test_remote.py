@@ -84,7 +84,7 @@ def test_a_fresh_clone_pulls_every_output_from_a_local_remote(reproduced, tmp_pa
     dvc(clone, "pull")
     assert (clone / "models/final.keras").read_bytes() == \
         (reproduced / "models/final.keras").read_bytes()
-    assert "up to date" in dvc(clone, "status")
+    assert "up to date" in dvc(clone, "status", "dvc.yaml")
     assert "Running stage" not in dvc(clone, "repro")
 
 

@@ -1,0 +1,57 @@
+"""Stage pretrained@<backbone>: the weights a backbone starts from, as a tracked file.
+
+models/pretrained/<backbone>_<size>.weights.h5 holds the headless backbone: ImageNet weights
+(the file keras.applications loads, else a converted one; see models.imagenet_base), or with
+model.weights null a random init drawn from train.seed. Every training stage starts from
+this file, so dvc.lock records which weights each result used. Which file they came from,
+with its sha256, goes to reports/pretrained/<backbone>_<size>.json.
+"""
+import hashlib
+import json
+import sys
+
+import keras
+
+from catsdogs import params, paths
+from catsdogs.models import BACKBONES, build_base, imagenet_base
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main():
+    if len(sys.argv) != 2 or sys.argv[1] not in BACKBONES:
+        raise SystemExit(f"usage: python -m stages.pretrained BACKBONE  ({' | '.join(BACKBONES)})")
+    backbone, p = sys.argv[1], params.load()
+    image_size, seed = p.model.image_size, p.train.seed
+
+    if p.model.weights == "imagenet":
+        base, source_file = imagenet_base(backbone, image_size)
+        # Keras checks the hash of EfficientNet's file only: for the MobileNets, any file under
+        # Keras' name loads, so the sha256 below is what tells which weights these are.
+        keras_name = source_file.name == BACKBONES[backbone].weights_file.format(size=image_size)
+        source = {"loaded_by": "keras.applications, weights='imagenet' (the file under Keras' "
+                               "own name)" if keras_name else "load_weights (a converted file)",
+                  "file": source_file.name,
+                  "file_sha256": sha256(source_file) if source_file.is_file() else None}
+    else:
+        keras.utils.set_random_seed(seed)
+        base, source = build_base(backbone, image_size, None), {"random_init_seed": seed}
+
+    target = paths.pretrained_weights(backbone, image_size)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"partial_{target.name}")  # Keras wants the .weights.h5 ending
+    base.save_weights(partial)
+    partial.replace(target)
+    provenance = {"backbone": backbone, "image_size": image_size, **source,
+                  "layers": len(base.layers), "params": base.count_params(),
+                  "weights_sha256": sha256(target)}
+    provenance_file = paths.pretrained_provenance(backbone, image_size)
+    provenance_file.parent.mkdir(parents=True, exist_ok=True)
+    provenance_file.write_text(json.dumps(provenance, indent=2) + "\n")
+    print(f"pretrained@{backbone}: {json.dumps(source)} -> {target}")
+
+
+if __name__ == "__main__":
+    main()
