@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import stages.pretrained
 import stages.train_head
 from catsdogs import paths
 from catsdogs.data import decode_files, save_decoded
@@ -37,12 +38,15 @@ def decoded(tmp_path_factory):
 
 
 def prepare(directory, monkeypatch, write_params, decoded, **changes):
-    """directory as a project working folder: params.yaml and data/decoded/{train,val}.npz."""
+    """directory as a project working folder: params.yaml, data/decoded/{train,val}.npz and
+    the starting weights the pretrained stage writes."""
     directory.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(directory)
     raw = write_params(directory, **changes)
     for split, (images, labels) in decoded.items():
         save_decoded(split, images, labels)
+    monkeypatch.setattr("sys.argv", ["stages.pretrained", raw["model"]["backbone"]])
+    stages.pretrained.main()
     return raw
 
 
@@ -107,9 +111,9 @@ def test_the_stage_saves_a_head_trained_on_a_frozen_base_and_logs_every_epoch(
     # The base left training as it was built (BatchNorm statistics included); the head learnt.
     model_params, train = raw["model"], raw["train"]
     seed_everything(train["seed"])
-    built = build_classifier(model_params["backbone"], model_params["image_size"],
-                             model_params["weights"], raw["train_head"]["dropout"],
-                             train["seed"])
+    weights = paths.pretrained_weights(model_params["backbone"], model_params["image_size"])
+    built = build_classifier(model_params["backbone"], model_params["image_size"], weights,
+                             raw["train_head"]["dropout"], train["seed"])
     assert_same_weights(base.get_weights(), find_base(built).get_weights())
     assert any(not np.array_equal(a, b) for a, b in zip(
         model.get_layer("cat_or_dog").get_weights(), built.get_layer("cat_or_dog").get_weights()))
