@@ -35,9 +35,29 @@ def decode_image(image_bytes, image_size=None):
     return image
 
 
-def read_split(split):
-    """data/split/<split>.csv: one row per image (path, label, class), as split wrote it."""
-    return pd.read_csv(paths.SPLIT / f"{split}.csv", keep_default_na=False)  # a class may be "NA"
+def read_split(split, classes=None):
+    """data/split/<split>.csv: one row per image (path, label, class), as split wrote it.
+
+    Path and class are text whatever they look like (a class "007", "True", "NA" or "1e3"
+    stays that name, not a number, a bool or a missing value); labels are ints. With classes
+    (params.classes), each row's class must be one of them and its label the class's place
+    in sorted order: else the run stops naming the file and the row.
+    """
+    file = paths.SPLIT / f"{split}.csv"
+    frame = pd.read_csv(file, dtype=str, keep_default_na=False)
+    labels = {name: str(label) for label, name in enumerate(sorted(classes or []))}
+    for row, (path, label, name) in enumerate(zip(frame["path"], frame["label"],
+                                                  frame["class"]), start=1):
+        if classes and name not in labels:
+            problem = f"class {name!r} is not in classes {sorted(classes)}"
+        elif classes and label != labels[name]:
+            problem = f"label {label!r}, but class {name!r} has label {labels[name]}"
+        elif not label.isdigit():
+            problem = f"label {label!r} is not a whole number"
+        else:
+            continue
+        raise SystemExit(f"{file} row {row} ({path}): {problem}; rerun python -m stages.split")
+    return frame.astype({"label": int})
 
 
 def decode_files(files, image_size, name="images"):
@@ -54,9 +74,10 @@ def decode_files(files, image_size, name="images"):
     return decoded
 
 
-def save_decoded(split, images, labels):
-    paths.DECODED.mkdir(parents=True, exist_ok=True)
-    np.savez(paths.DECODED / f"{split}.npz", images=images, labels=np.asarray(labels, "float32"))
+def save_decoded(split, images, labels, folder=paths.DECODED):
+    """<folder>/<split>.npz (the decode stage writes a temporary folder, then renames it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / f"{split}.npz", images=images, labels=np.asarray(labels, "float32"))
 
 
 def load_decoded(split):

@@ -1,10 +1,13 @@
 """Predictions, binary-classification metrics (positive class: label 1), and the rows the
 reports are made of. No TensorFlow import: the report stages stay light."""
+import json
 import math
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
 
@@ -30,6 +33,11 @@ class Bootstrap(NamedTuple):
     resamples: int
     seed: int
     confidence: float
+
+    @classmethod
+    def of(cls, evaluate):
+        """The bootstrap params.evaluate describes."""
+        return cls(evaluate.bootstrap_resamples, evaluate.bootstrap_seed, evaluate.confidence)
 
 
 def accuracy_interval(right, bootstrap):
@@ -60,19 +68,30 @@ def correct(labels, probabilities, threshold):
     return (np.asarray(probabilities) >= threshold) == np.asarray(labels).astype(bool)
 
 
-def score(model, splits, threshold, bootstrap):
+def score(model, splits, threshold, bootstrap=None):
     """splits: {name: (batches in file order, labels)}. Metrics (with the accuracy's
-    bootstrap interval) and sigmoid outputs per split, and the prediction speed (images/s,
-    input pipeline included) on the last one."""
+    bootstrap interval, given a bootstrap) and sigmoid outputs per split, and the prediction
+    speed (images/s, input pipeline included) on the last one."""
     metrics, probabilities = {}, {}
     for name, (batches, labels) in splits.items():
         start = time.perf_counter()
         probabilities[name] = model.predict(batches, verbose=0).reshape(-1)
         images_per_second = len(labels) / (time.perf_counter() - start)
-        metrics[name] = {**binary_metrics(labels, probabilities[name], threshold),
-                         **accuracy_interval(correct(labels, probabilities[name], threshold),
-                                             bootstrap)}
+        metrics[name] = binary_metrics(labels, probabilities[name], threshold)
+        if bootstrap:
+            metrics[name].update(accuracy_interval(
+                correct(labels, probabilities[name], threshold), bootstrap))
     return metrics, probabilities, round(images_per_second, 1)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def read_predictions(path, **options):
+    """A per-image predictions CSV; paths and class names stay text ("NA", "007", "True")."""
+    return pd.read_csv(path, dtype={"path": str, "class": str}, keep_default_na=False,
+                       **options)
 
 
 def last_epoch(summary):
@@ -85,10 +104,11 @@ def last_epoch(summary):
 
 def comparison_row(backbone, head, finetune, scores):
     """One backbone's line of the comparison, from its two phase summaries and its val and
-    test scores. (Wall times are not model metrics: reports/timing/ has them.)"""
+    test scores (intervals are compare_report's). Wall times are not model metrics:
+    reports/timing/ has them."""
     return {"backbone": backbone,
             **{f"{split}_{key}": scores[split][key] for split in ("val", "test")
-               for key in ("accuracy", "accuracy_low", "accuracy_high", "loss")},
+               for key in ("accuracy", "loss")},
             "train_accuracy": finetune["accuracy"], "params_total": head["params_total"],
             "params_trainable_head": head["params_trainable"],
             "params_trainable_finetune": finetune["params_trainable"]}

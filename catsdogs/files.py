@@ -1,7 +1,13 @@
-"""File-system helpers of the data stages (fetch, validate): one run at a time, printable names."""
+"""File-system helpers of the data stages: one run at a time, printable names, outputs that
+are whole or absent (never a previous or failed run's result left looking current)."""
 import contextlib
 import fcntl
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+PARTIAL = ".partial-"  # .<name>.partial-XXXX: a file or folder being written, never read
 
 
 @contextlib.contextmanager
@@ -24,3 +30,41 @@ def locked(folder, stage):
 def named(path):
     """A path as text any report can hold: bytes of a name that are not UTF-8 show as \\xNN."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def discard(*outputs):
+    """Remove a previous run's outputs (files or folders), and any partial copies a killed
+    run left beside them, before any work that can fail: a failed run then leaves nothing a
+    later stage could take for its result."""
+    for output in map(Path, outputs):
+        leftovers = sorted(output.parent.glob(f".{output.name}{PARTIAL}*"))
+        for path in [output, *leftovers]:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def replaced(target):
+    """Write a file or folder atomically: the block writes to the path this yields (a
+    temporary sibling, nothing there yet); when the block ends normally, one rename puts it
+    at target, else it is removed. Readers see the whole new target or none, never a part."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden folder beside target: same file system, so the rename is atomic.
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL}", dir=target.parent))
+    try:
+        yield scratch / target.name
+        if target.is_dir() and not target.is_symlink():  # a rename cannot replace a full folder
+            os.replace(target, scratch / "previous")
+        os.replace(scratch / target.name, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def require(path, stage, made_by):
+    """Stop with a message naming the missing input and the stage that writes it."""
+    if not Path(path).exists():
+        raise SystemExit(f"{stage}: {path} is missing: run python -m stages.{made_by} first "
+                         f"(a {made_by} run that failed leaves none)")

@@ -38,8 +38,9 @@ class WeightsUnavailable(SystemExit):
 def converted_weights_file(name):
     """Where a converted ImageNet weights file for `name` may stand: Keras 3 weights of the
     headless model built with weights=None (for a backbone whose official file Keras cannot
-    get, e.g. offline; Keras md5-checks its official files, so nothing else can take their
-    names)."""
+    get, e.g. offline). It has a name of its own: Keras md5-checks its official EfficientNet
+    files, so nothing else can stand under their names (the MobileNet files it does not
+    check; reports/pretrained/ records every file's sha256)."""
     return paths.keras_cache() / "models" / f"{name}_imagenet_notop.weights.h5"
 
 

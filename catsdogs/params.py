@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
                       field_validator, model_validator)
-from ruamel.yaml import YAML
+from ruamel.yaml import YAML, YAMLError
 
 from catsdogs import paths
 
@@ -31,11 +31,24 @@ def _distinct(items):
     return items
 
 
+def _folder_name(name):
+    # A class name is a folder name under data/raw/<split>/ and a CSV value read back as text.
+    if name != name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError("must be a plain folder name: no /, \\ or NUL, not . or .., "
+                         "no spaces at either end")
+    if len(name.encode()) > 255:
+        raise ValueError("is longer than a folder name may be (255 bytes)")
+    return name
+
+
 Float = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[Float, Field(gt=0)]
 Fraction = Annotated[Float, Field(ge=0, lt=1)]
-Count = Annotated[int, Field(ge=1)]  # epochs too: a phase without one has no metrics to report
-Seed = Annotated[int, Field(ge=0)]
+# Upper bounds keep a typo from turning into hours of work or a disabled guard.
+Epochs = Annotated[int, Field(ge=1, le=1000)]  # >= 1: a phase without one has no metrics
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy and pandas take 32-bit seeds
+Megabytes = Annotated[Float, Field(gt=0, le=1_048_576)]  # up to 1 TiB
+ClassName = Annotated[str, Field(min_length=1), AfterValidator(_folder_name)]
 Distinct = AfterValidator(_distinct)
 BackboneName = Literal["mobilenet_v2", "mobilenet", "efficientnet_b0"]
 
@@ -45,18 +58,34 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+def _download_url(url):
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in ("http", "https"):
+        raise ValueError("must be an http(s):// URL; a local folder or zip goes in fetch.path "
+                         "(with fetch.url: null), where DVC tracks it")
+    return url
+
+
 class Fetch(Section):
-    source: str = Field(min_length=1)
+    # One source: url (downloaded) or, when url is null, path. path is a dependency of the
+    # fetch stage either way, so DVC sees a local dataset change (data/source/ by default).
+    url: Optional[Annotated[str, AfterValidator(_download_url)]]
+    path: str = Field(min_length=1)
     sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
-    max_file_mb: Positive
-    max_total_mb: Positive
+    max_file_mb: Megabytes
+    max_total_mb: Megabytes
 
 
 class Validate(Section):
-    formats: Annotated[list[str], Field(min_length=1)]
-    min_side_px: Count
-    max_pixels: Count
-    min_images_per_class: Count
+    formats: Annotated[list[str], Field(min_length=1), Distinct]  # Pillow's format names
+    min_side_px: Annotated[int, Field(ge=1, le=4096)]
+    # At most Pillow's own decompression-bomb limit, which validate switches off for this one.
+    max_pixels: Annotated[int, Field(ge=1, le=178_956_970)]
+    min_images_per_class: Annotated[int, Field(ge=1, le=1_000_000)]
+    # Hamming distance between 64-bit difference hashes: 0 (equal hashes) to 64 (any pair).
+    near_duplicate_max_distance: Annotated[int, Field(ge=0, le=64)]
+    # Mean absolute difference of two images' pixels (0-255) at model.image_size.
+    same_picture_max_difference: Annotated[Float, Field(ge=0, le=255)]
 
 
 class Split(Section):
@@ -67,11 +96,11 @@ class Split(Section):
 class Model(Section):
     backbone: BackboneName
     weights: Optional[Literal["imagenet"]]
-    image_size: Annotated[int, Field(ge=32)]
+    image_size: Annotated[int, Field(ge=32, le=1024)]  # 3,000 images at 1024 px: 9 GiB decoded
 
 
 class Train(Section):
-    batch_size: Count
+    batch_size: Annotated[int, Field(ge=1, le=4096)]
     seed: Seed
 
 
@@ -82,7 +111,7 @@ class Augment(Section):
 
 
 class Phase(Section):
-    epochs: Count
+    epochs: Epochs
     learning_rate: Positive
 
 
@@ -91,14 +120,14 @@ class TrainHead(Phase):
 
 
 class Finetune(Phase):
-    unfreeze_last: Count
+    unfreeze_last: Annotated[int, Field(ge=1)]  # at most the backbone's layers: see below
 
 
 class Evaluate(Section):
     threshold: Annotated[Float, Field(gt=0, lt=1)]
     val_accuracy_min: Annotated[Float, Field(ge=0, le=1)]
     train_accuracy_max: Annotated[Float, Field(ge=0, le=1)]
-    misclassified_shown: Annotated[int, Field(ge=0)]
+    misclassified_shown: Annotated[int, Field(ge=0, le=100)]  # one figure, a grid of them
     bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)]
     bootstrap_seed: Seed
     confidence: Annotated[Float, Field(gt=0, lt=1)]
@@ -107,6 +136,16 @@ class Evaluate(Section):
 
 class Compare(Section):
     backbones: Annotated[list[BackboneName], Field(min_length=1), Distinct]
+
+
+class Export(Section):
+    batch_size: Annotated[int, Field(ge=1, le=4096)]
+    representative_images: Annotated[int, Field(ge=1, le=100_000)]
+    representative_seed: Seed
+    latency_runs: Annotated[int, Field(ge=1, le=10_000)]
+    tflite_threads: Optional[Annotated[int, Field(ge=1, le=256)]]  # None: one per CPU core
+    int8_accuracy_drop_max: Annotated[Float, Field(ge=0, le=1)]
+    int8_size_ratio_min: Annotated[Float, Field(gt=0)]
 
 
 Preprocess = Literal["rescale", "backbone"]     # 1/255 (ImageDataGenerator) | preprocess_input
@@ -145,7 +184,7 @@ class Reported(Section):
 
 
 class Legacy(Section):
-    epochs: Count
+    epochs: Epochs
     old_setup: LegacySetup
     variants: Annotated[dict[VariantName, Changes], Field(min_length=1)]
     recipe_variants: dict[VariantName, RecipeChanges]
@@ -182,7 +221,7 @@ class Legacy(Section):
 
 class Params(Section):
     # Folder names; their sorted order gives labels 0 and 1 (the model has one sigmoid unit).
-    classes: Annotated[list[str], Field(min_length=2, max_length=2), Distinct]
+    classes: Annotated[list[ClassName], Field(min_length=2, max_length=2), Distinct]
     fetch: Fetch
     validate_: Validate = Field(alias="validate")  # `validate` is a BaseModel method
     split: Split
@@ -195,6 +234,7 @@ class Params(Section):
     evaluate: Evaluate
     compare: Compare
     legacy: Legacy
+    export: Export
 
     @model_validator(mode="after")
     def backbones_fit(self):
@@ -223,6 +263,11 @@ class Params(Section):
 def _describe(item):
     key = ".".join("validate" if part == "validate_" else str(part) for part in item["loc"])
     message = item["msg"].removeprefix("Value error, ")
+    if item["type"] in ("int_type", "float_type") and isinstance(item["input"], str):
+        message += " (quoted in YAML it is text: write it without quotes)"
+    if item["type"] == "string_type" and not isinstance(item["input"], (dict, list)):
+        message += (" (YAML reads true, false, null and numbers as no text: put the "
+                    "value in quotes)")
     return {"missing": f"'{key}' is missing",
             "extra_forbidden": f"'{key}' is not a known key (a typo?)"}.get(
         item["type"], f"'{key}' = {item['input']!r}: {message}" if key else message)
@@ -239,8 +284,25 @@ def parse(raw):
 
 
 def read(path=paths.PARAMS):
-    """params.yaml as plain data, read as DVC reads it."""
-    return YAML(typ="safe", pure=True).load(Path(path)) or {}
+    """params.yaml as plain data, read as DVC reads it. A key given twice is an error (which
+    one would win is a guess); so are YAML syntax errors and an empty file."""
+    path = Path(path)
+    try:
+        raw = YAML(typ="safe", pure=True).load(path)
+    except FileNotFoundError:
+        raise ParamError(f"{path} not found: run from the project root, where dvc.yaml "
+                         f"and params.yaml are") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ParamError(f"{path}: cannot be read ({error})") from None
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ParamError(f"{path}{where}: {problem} (not valid YAML)") from None
+    if raw is None:
+        raise ParamError(f"{path} is empty: it must hold the sections "
+                         f"{', '.join(Params.model_fields)}".replace("validate_", "validate"))
+    return raw
 
 
 def load(path=paths.PARAMS):

@@ -34,6 +34,13 @@ BACKUPS = Path(".backups")                  # resume state; not a DVC output: DV
 # Wall times and throughput of the last run that trained: not DVC outputs nor metrics, so a
 # rerun with nothing changed leaves `dvc metrics diff` and dvc.lock as they were.
 TIMING = REPORTS / "timing"
+# Stage export: FINAL_MODEL with its preprocessing inside, for use outside the pipeline.
+EXPORT = Path("models/export")
+SAVED_MODEL = EXPORT / "saved_model"            # uint8 RGB images of any size in
+TFLITE_FLOAT32 = EXPORT / "model_float32.tflite"  # uint8 RGB, image_size square, in
+TFLITE_INT8 = EXPORT / "model_int8.tflite"      # the same, full-integer quantized
+EXPORT_REPORTS = REPORTS / "export"
+MODEL_CARD = Path("MODEL_CARD.md")              # scripts/model_card.py writes it
 
 
 def slug(path):

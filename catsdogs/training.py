@@ -14,7 +14,7 @@ from dvclive.keras import DVCLiveCallback
 
 from catsdogs import paths
 from catsdogs.evaluation import last_epoch
-from catsdogs.models import count_params
+from catsdogs.models import compile_binary, count_params, find_base, unfreeze_top
 from catsdogs.resume import EpochBackup
 
 
@@ -80,6 +80,19 @@ def fit(model, train, val_batches, epochs, seed, live_dir):
     print(f"{live_dir}: accuracy {summary['accuracy']:.3f}, val_accuracy "
           f"{summary['val_accuracy']:.3f}, {seconds:.0f} s")
     return summary
+
+
+def two_phase(model, train, val_batches, head, finetune, seed, run_dir, freeze_batchnorm=True):
+    """The recipe's two fits of a model compiled for the head phase: head.epochs on the frozen
+    base (run_dir/head), then the top finetune.unfreeze_last base layers unfrozen at
+    finetune.learning_rate (run_dir/finetune). Returns both phases' summaries."""
+    head_summary = fit(model, train, val_batches, head.epochs, seed, run_dir / "head")
+    seed_everything(seed)  # each phase starts from the seed, as in its own stage
+    unfreeze_top(find_base(model), finetune.unfreeze_last, freeze_batchnorm=freeze_batchnorm)
+    compile_binary(model, finetune.learning_rate)
+    finetune_summary = fit(model, train, val_batches, finetune.epochs, seed,
+                           run_dir / "finetune")
+    return head_summary, finetune_summary
 
 
 def write_timing(name, timing):

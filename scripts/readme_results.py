@@ -7,12 +7,12 @@ The tables are the pipeline's own reports; the README only quotes them. The stor
 puts side by side, from those reports, what the old runs claimed, their reproductions
 (studies/legacy), the baseline, the recipe and the other backbones.
 """
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths  # noqa: E402
+from catsdogs.evaluation import read_json  # noqa: E402
 
 README = Path("README.md")
 BLOCKS = {
@@ -26,10 +26,6 @@ BLOCKS = {
               ("Training time per backbone, last full run", "benchmarks/results/training_time.md"),
               ("Training throughput by input pipeline", "benchmarks/results/throughput.md")],
 }
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
 
 
 def story():

@@ -8,9 +8,9 @@ import sys
 
 from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, load_decoded, read_split, train_dataset
-from catsdogs.evaluation import Bootstrap, comparison_row, score
-from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
-from catsdogs.training import fit, seed_everything, write_timing
+from catsdogs.evaluation import comparison_row, correct, score
+from catsdogs.models import BACKBONES, build_classifier, compile_binary
+from catsdogs.training import seed_everything, two_phase, write_timing
 
 
 def main():
@@ -20,8 +20,6 @@ def main():
     image_size = p.model.image_size
     weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed, threshold = p.train.batch_size, p.train.seed, p.evaluate.threshold
-    bootstrap = Bootstrap(p.evaluate.bootstrap_resamples, p.evaluate.bootstrap_seed,
-                          p.evaluate.confidence)
     augment = augmentation(**p.augment.model_dump())  # flip, rotation, shift
     head, tune = p.train_head, p.finetune
     preprocess = BACKBONES[backbone].preprocess
@@ -32,21 +30,20 @@ def main():
     model = build_classifier(backbone, image_size, weights, head.dropout, seed)
     compile_binary(model, head.learning_rate)
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
-    head_summary = fit(model, train, val, head.epochs, seed, run_dir / "head")
-
-    seed_everything(seed)
-    unfreeze_top(find_base(model), tune.unfreeze_last)
-    compile_binary(model, tune.learning_rate)
-    finetune_summary = fit(model, train, val, tune.epochs, seed, run_dir / "finetune")
+    head_summary, finetune_summary = two_phase(model, train, val, head, tune, seed, run_dir)
 
     scores, probabilities, speed = score(
         model, {split: eval_split(split, batch_size, preprocess) for split in ("val", "test")},
-        threshold, bootstrap)
+        threshold)
     row = comparison_row(backbone, head_summary, finetune_summary, scores)
     (run_dir / "metrics.json").write_text(json.dumps(row, indent=2) + "\n")
-    # Per-image test outputs: compare_report pairs them with model.backbone's (McNemar).
-    test = read_split("test").assign(probability=probabilities["test"].round(5))
-    test.to_csv(run_dir / "test_predictions.csv", index=False)
+    # Per-image outputs: compare_report draws the intervals from them and pairs the test
+    # ones with model.backbone's (McNemar).
+    for split in ("val", "test"):
+        predictions = read_split(split)
+        predictions["probability"] = probabilities[split].round(5)
+        predictions["correct"] = correct(predictions["label"], probabilities[split], threshold)
+        predictions.to_csv(run_dir / f"{split}_predictions.csv", index=False)
     write_timing(run_dir, {"predict_images_per_second": speed})
     print(f"compare@{backbone}: " + ", ".join(f"{k}={v}" for k, v in row.items()))
 

@@ -3,37 +3,38 @@ finetune and evaluate) beside every compare@<backbone> run, with each accuracy's
 interval and McNemar's test of each backbone against model.backbone on the test images."""
 import json
 
-import pandas as pd
-
 from catsdogs import params, paths, plots
-from catsdogs.evaluation import comparison_row, correct, last_epoch, mcnemar
+from catsdogs.evaluation import (Bootstrap, accuracy_interval, comparison_row, last_epoch,
+                                 mcnemar, read_json, read_predictions)
 
 OUT = paths.COMPARE_REPORTS
-
-
-def read_json(path):
-    return json.loads(path.read_text())
+SPLITS = ("val", "test")
 
 
 def main():
     p = params.load()
-    main_backbone, threshold = p.model.backbone, p.evaluate.threshold
-    # model.backbone went through the same recipe in train_head and finetune: reuse them.
+    main_backbone, bootstrap = p.model.backbone, Bootstrap.of(p.evaluate)
+    # model.backbone went through the same recipe in train_head and finetune, and evaluate
+    # scored it (intervals included, from the same bootstrap): reuse them.
     final = read_json(paths.EVALUATE_REPORTS / "metrics.json")["final"]
     head, finetune = (last_epoch(read_json(live / "metrics.json"))
                       for live in (paths.HEAD_LIVE, paths.FINETUNE_LIVE))
-    rows = [comparison_row(main_backbone, head, finetune, final)]
-    main_test = pd.read_csv(paths.EVALUATE_REPORTS / "test_predictions.csv",
-                            keep_default_na=False)
+    rows = [{**comparison_row(main_backbone, head, finetune, final),
+             **{f"{split}_{key}": final[split][key] for split in SPLITS
+                for key in ("accuracy_low", "accuracy_high")}}]
+    main_test = read_predictions(paths.EVALUATE_REPORTS / "test_predictions.csv")
     main_right = (main_test["final_predicted"] == main_test["class"]).to_numpy()
     for name in p.compare.backbones:
         row = read_json(paths.COMPARE_RUNS / name / "metrics.json")
-        test = pd.read_csv(paths.COMPARE_RUNS / name / "test_predictions.csv",
-                           keep_default_na=False)
-        if not test["path"].equals(main_test["path"]):
+        predictions = {split: read_predictions(paths.COMPARE_RUNS / name /
+                                               f"{split}_predictions.csv") for split in SPLITS}
+        for split, frame in predictions.items():
+            row.update({f"{split}_{key}": value for key, value in
+                        accuracy_interval(frame["correct"].to_numpy(), bootstrap).items()})
+        if not predictions["test"]["path"].equals(main_test["path"]):
             raise SystemExit(f"compare_report: {name}'s test images differ from "
                              f"{main_backbone}'s; rerun compare@{name}")
-        paired = mcnemar(correct(test["label"], test["probability"], threshold), main_right,
+        paired = mcnemar(predictions["test"]["correct"].to_numpy(), main_right,
                          p.evaluate.significance)
         rows.append({**row, f"test_only_{name}_right": paired["only_a_right"],
                      f"test_only_{main_backbone}_right": paired["only_b_right"],

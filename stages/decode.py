@@ -5,16 +5,23 @@ row order of data/split/<split>.csv. Augmentation stays on the fly, in training.
 """
 from catsdogs import params, paths
 from catsdogs.data import decode_files, read_split, save_decoded
+from catsdogs.files import discard, replaced, require
 
 
 def main():
-    size = params.load().model.image_size
+    p = params.load()
+    size = p.model.image_size
+    # A previous run's arrays go first: a run that fails leaves none to be taken for its own.
+    discard(paths.DECODED)
     for split in paths.SPLITS:
-        frame = read_split(split)
-        images = decode_files(frame["path"], size, name=split)
-        save_decoded(split, images, frame["label"])
-        print(f"decode: {split}: {len(images)} images, {size}x{size}, "
-              f"{images.nbytes / 2**20:.0f} MiB")
+        require(paths.SPLIT / f"{split}.csv", "decode", made_by="split")
+    with replaced(paths.DECODED) as decoded:  # all splits appear at once, or none
+        for split in paths.SPLITS:
+            frame = read_split(split, p.classes)
+            images = decode_files(frame["path"], size, name=split)
+            save_decoded(split, images, frame["label"], folder=decoded)
+            print(f"decode: {split}: {len(images)} images, {size}x{size}, "
+                  f"{images.nbytes / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

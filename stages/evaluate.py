@@ -26,7 +26,7 @@ def main():
     batch_size, seed = p.train.batch_size, p.train.seed
     preprocess = BACKBONES[p.model.backbone].preprocess
     targets = p.evaluate
-    bootstrap = Bootstrap(targets.bootstrap_resamples, targets.bootstrap_seed, targets.confidence)
+    bootstrap = Bootstrap.of(targets)
     seed_everything(seed)
     OUT.mkdir(parents=True, exist_ok=True)
 

@@ -1,9 +1,10 @@
 """Stage fetch: get the dataset's bytes into data/raw, unchanged. Judging them is validate's job.
 
-The source is a URL (http(s):// through keras.utils.get_file, so a seeded $KERAS_HOME works
-offline; file:// is a local path), a local .zip, or a local folder, never one inside what the
-pipeline writes. Either way it holds a dataset folder, the one with train/ and validation/,
-and every file in it is copied. What cannot be copied safely (symbolic links, special files,
+The source is fetch.url (through keras.utils.get_file, so a seeded $KERAS_HOME works offline)
+or, when that is null, fetch.path: a local .zip or folder, never one inside what the pipeline
+writes. dvc.yaml lists fetch.path as a dependency, so DVC sees a local dataset change. Either
+way the source holds a dataset folder, the one with train/ and validation/, and every file in
+it is copied. What cannot be copied safely (symbolic links, special files,
 unreadable files and folders, files over fetch.max_file_mb) or lies outside that folder is
 listed with its reason in reports/fetch/left_out.csv; a zip with any unsafe member is
 refused whole. The copy is built in a data/raw.partial-*/ folder and replaces data/raw only
@@ -21,7 +22,6 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
 
 from catsdogs import params, paths
 from catsdogs.files import locked, named
@@ -44,10 +44,6 @@ class TooLarge(Exception):
     """More bytes than a limit allows; the caller says whose and which limit."""
 
 
-
-
-
-
 def copy_limited(stream, dest, max_bytes):
     """Copy a stream to dest, counting the bytes actually written: headers can lie."""
     written = 0
@@ -61,20 +57,31 @@ def copy_limited(stream, dest, max_bytes):
 
 
 def download(url, sha256):
+    """The zip at url, from the Keras cache or downloaded into it; and whether Keras checked
+    it against sha256 (not when it was read from a read-only cache as is)."""
+    filename = url.rstrip("/").split("/")[-1]
+    cache = paths.keras_cache()
+    cached = cache / "datasets" / filename
+    if cache.is_dir() and not os.access(cache, os.W_OK):
+        # keras.utils.get_file would quietly switch to /tmp/.keras and miss this cache.
+        if cached.is_file():
+            print(f"fetch: the Keras cache {cache} is read-only: reading {cached} as it is")
+            return cached, False
+        raise SystemExit(f"fetch: the Keras cache {cache} is read-only and holds no "
+                         f"datasets/{filename}, so Keras would download to /tmp/.keras instead; "
+                         f"make it writable or set KERAS_HOME to a writable folder")
     import keras  # heavy import, only when a download is needed
 
-    filename = url.rstrip("/").split("/")[-1]
-    cached = paths.keras_cache() / "datasets" / filename
     was_cached = cached.exists()
     try:  # with file_hash, Keras re-downloads a cached file whose hash differs
-        return Path(keras.utils.get_file(filename, origin=url, file_hash=sha256))
+        return Path(keras.utils.get_file(filename, origin=url, file_hash=sha256)), True
     except Exception as error:
         where = (f"{cached} does not match fetch.sha256" if was_cached and sha256
                  else f"{filename} is not in the Keras cache ({cached})")
         raise SystemExit(
             f"fetch: {where} and downloading it from {url} failed: {error}. Put the file "
             f"there (or set KERAS_HOME to a cache that holds datasets/{filename}), or set "
-            f"fetch.source to a local folder or zip.")
+            f"fetch.url to null and fetch.path to a local folder or zip.")
 
 
 def unpack(archive_path, target, max_file, max_total):
@@ -198,7 +205,7 @@ def gather(source, shown, dest, max_file, max_total, move=False):
                     for name in names if name.lower().endswith(".zip")]
         raise SystemExit(f"fetch: no folder with {' and '.join(paths.SOURCE_SPLITS)}/ inside "
                          f"{shown}" + (f"; it holds {', '.join(archives[:3])}: unpack that and "
-                                       f"point fetch.source at it" if archives else ""))
+                                       f"point fetch.path at it" if archives else ""))
     copied, left_out, total = [], [], 0
 
     def unreadable_folder(error):  # os.walk cannot list it: what it holds is unknown
@@ -230,7 +237,7 @@ def gather(source, shown, dest, max_file, max_total, move=False):
                     except TooLarge:
                         raise SystemExit(f"fetch: {shown} holds more than fetch.max_total_mb "
                                          f"({max_total / MB:g}) at {named(path)}; raise the "
-                                         f"limit or point fetch.source at a smaller folder")
+                                         f"limit or point fetch.path at a smaller folder")
             copied.append(path.relative_to(root).as_posix())
     if not any(name.split("/")[0] in paths.SOURCE_SPLITS for name in copied):
         raise SystemExit(f"fetch: nothing to fetch: no file of {shown} could be copied from "
@@ -252,43 +259,34 @@ def within(path, folder):
 
 
 def locate(fetch):
-    """The source as a local path (downloaded first if a URL) and whether it was a URL;
-    checked before anything is written or deleted."""
-    url = urlparse(fetch.source) if "://" in fetch.source else None
-    if url and url.scheme in ("http", "https"):
-        path = download(fetch.source, fetch.sha256)
-    elif url and url.scheme == "file" and url.netloc in ("", "localhost"):
-        path = Path(unquote(url.path))
-    elif url:
-        what = (f"a file:// URL with a host ({url.netloc})" if url.scheme == "file"
-                else f"the {url.scheme}:// scheme")
-        raise SystemExit(f"fetch: fetch.source {fetch.source}: {what} is not supported; use "
-                         f"http://, https://, file:/// or a local path")
-    else:
-        path = Path(fetch.source).expanduser()
+    """The source as a local path (downloaded first if fetch.url) and whether Keras checked
+    it against fetch.sha256; checked before anything is written or deleted."""
+    if fetch.url:
+        return download(fetch.url, fetch.sha256)
+    path = Path(fetch.path).expanduser()
     try:
         kind = stat.S_IFMT(path.stat().st_mode)
     except FileNotFoundError:
-        raise SystemExit(f"fetch: fetch.source {fetch.source} does not exist")
+        raise SystemExit(f"fetch: fetch.path {fetch.path} does not exist")
     except OSError as error:
-        raise SystemExit(f"fetch: cannot read fetch.source {fetch.source} ({error.strerror})")
+        raise SystemExit(f"fetch: cannot read fetch.path {fetch.path} ({error.strerror})")
     if kind not in (stat.S_IFDIR, stat.S_IFREG):
-        raise SystemExit(f"fetch: fetch.source {path} is neither a folder nor a regular file")
+        raise SystemExit(f"fetch: fetch.path {path} is neither a folder nor a regular file")
     for output in (*OUTPUTS, *paths.RAW.parent.glob(PARTIAL_PREFIX + "*")):
         if within(path, output):
-            raise SystemExit(f"fetch: fetch.source {path} is inside {output}, which the "
+            raise SystemExit(f"fetch: fetch.path {path} is inside {output}, which the "
                              f"pipeline writes and deletes; keep the source elsewhere")
         if kind == stat.S_IFDIR and within(output, path):
-            raise SystemExit(f"fetch: fetch.source {path} holds {output}, which the pipeline "
-                             f"writes; point fetch.source at the dataset itself")
-    return path, url is not None and url.scheme != "file"
+            raise SystemExit(f"fetch: fetch.path {path} holds {output}, which the pipeline "
+                             f"writes; point fetch.path at the dataset itself")
+    return path, False
 
 
-def resolve_source(fetch, path, is_url, scratch):
+def resolve_source(fetch, path, checked, scratch):
     """A local folder holding the dataset: the source folder itself, or the zip unpacked."""
     if path.is_dir():
         if fetch.sha256:
-            raise SystemExit(f"fetch: fetch.sha256 pins a zip file, but fetch.source {path} is "
+            raise SystemExit(f"fetch: fetch.sha256 pins a zip file, but fetch.path {path} is "
                              f"a folder; set fetch.sha256 to null")
         try:
             os.listdir(path)
@@ -301,11 +299,11 @@ def resolve_source(fetch, path, is_url, scratch):
     except OSError as error:
         raise SystemExit(f"fetch: cannot read {path} ({error.strerror})")
     print(f"fetch: {path} has sha256 {digest} (set fetch.sha256 to it to pin this file)")
-    if fetch.sha256 and digest != fetch.sha256 and not is_url:  # get_file checked a download
+    if fetch.sha256 and digest != fetch.sha256 and not checked:
         raise SystemExit(f"fetch: {path} has sha256 {digest}, not the {fetch.sha256} that "
                          f"fetch.sha256 pins; use the pinned file or update fetch.sha256")
     if not zipfile.is_zipfile(path):
-        if is_url:  # the usual cause: an interrupted download left in the Keras cache
+        if fetch.url:  # the usual cause: an interrupted download left in the Keras cache
             raise SystemExit(f"fetch: the cached download {path} is not a complete zip file "
                              f"(truncated?); delete it and run again to download it afresh")
         raise SystemExit(f"fetch: {path} is neither a folder nor a complete zip file")
@@ -316,13 +314,13 @@ def resolve_source(fetch, path, is_url, scratch):
 def main():
     fetch = params.load().fetch
     with locked(paths.RAW.parent, "fetch"):  # one fetch or validate at a time in this project
-        path, is_url = locate(fetch)
+        path, checked = locate(fetch)
         for stale in sorted(paths.RAW.parent.glob(PARTIAL_PREFIX + "*")):  # no run is live
             print(f"fetch: removing {stale}, left by an interrupted run")
             shutil.rmtree(stale)
         staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=paths.RAW.parent))
         try:
-            source, unpacked = resolve_source(fetch, path, is_url, staging / "unpacked")
+            source, unpacked = resolve_source(fetch, path, checked, staging / "unpacked")
             copied, left_out = gather(source, path, staging / "raw", fetch.max_file_mb * MB,
                                       fetch.max_total_mb * MB, move=unpacked)
             # The new copy is complete: only now does the old data/raw go.

@@ -13,12 +13,12 @@ import sys
 from catsdogs import params, paths
 from catsdogs.data import (augmentation, augmented_eval_dataset, eval_split, load_decoded,
                            read_split, train_dataset)
-from catsdogs.evaluation import Bootstrap, correct, score
+from catsdogs.evaluation import correct, score
 from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
-from catsdogs.training import fit, seed_everything
+from catsdogs.training import fit, seed_everything, two_phase
 
 KERAS_REPORTED = ("accuracy", "loss", "val_accuracy", "val_loss")
-SCORED = ("accuracy", "accuracy_low", "accuracy_high", "loss")
+SCORED = ("accuracy", "loss")  # the test interval is legacy_report's, from predictions.csv
 
 
 def rescale(images):
@@ -51,8 +51,6 @@ def main():
     weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed = p.train.batch_size, p.train.seed
     augment = augmentation(**p.augment.model_dump())  # flip, rotation, shift
-    bootstrap = Bootstrap(p.evaluate.bootstrap_resamples, p.evaluate.bootstrap_seed,
-                          p.evaluate.confidence)
     preprocess = input_scaling(setup, backbone)
     run_dir = paths.LEGACY_RUNS / variant
     print(f"legacy@{variant}: {setup}")
@@ -68,19 +66,14 @@ def main():
         model = all_layers_model(backbone, image_size, weights, setup, seed)
         keras_reported = fit(model, train, val, p.legacy.epochs, seed, run_dir / "train")
     else:  # the seed's solution: a new head on the frozen base, then the top unfrozen
-        head, tune = p.train_head, p.finetune
-        model = build_classifier(backbone, image_size, weights, head.dropout, seed)
-        compile_binary(model, head.learning_rate)
-        fit(model, train, val, head.epochs, seed, run_dir / "head")
-        seed_everything(seed)
-        unfreeze_top(find_base(model), tune.unfreeze_last,
-                     freeze_batchnorm=setup.batchnorm == "frozen")
-        compile_binary(model, tune.learning_rate)
-        keras_reported = fit(model, train, val, tune.epochs, seed, run_dir / "finetune")
+        model = build_classifier(backbone, image_size, weights, p.train_head.dropout, seed)
+        compile_binary(model, p.train_head.learning_rate)
+        _, keras_reported = two_phase(model, train, val, p.train_head, p.finetune, seed, run_dir,
+                                      freeze_batchnorm=setup.batchnorm == "frozen")
 
     scores, probabilities, _ = score(
         model, {split: eval_split(split, batch_size, preprocess) for split in paths.SPLITS},
-        p.evaluate.threshold, bootstrap)
+        p.evaluate.threshold)
     metrics = {"keras_last_epoch": {key: keras_reported[key] for key in KERAS_REPORTED},
                **{split: {key: scores[split][key] for key in SCORED} for split in paths.SPLITS}}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

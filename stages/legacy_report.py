@@ -9,7 +9,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from catsdogs import params, paths, plots
-from catsdogs.evaluation import last_epoch, mcnemar
+from catsdogs.evaluation import (Bootstrap, accuracy_interval, last_epoch, mcnemar, read_json,
+                                 read_predictions)
 
 OUT, RUNS = paths.LEGACY_REPORTS, paths.LEGACY_RUNS
 REFERENCE, BASELINE, RECIPE = "old_setup", "project_baseline", "recipe"  # the last two: evaluate's
@@ -17,19 +18,17 @@ HEADER = ["variant", "what changed", "train acc", "val acc", "train loss", "val 
           "clean train acc", "clean val acc", "test acc (interval)", "p vs old_setup"]
 
 
-def read_json(path):
-    return json.loads(path.read_text())
-
-
-def row(keras, clean, right, reference_right, significance):
-    """A variant's numbers: its last epoch as Keras reported it, then clean accuracies."""
-    versus = mcnemar(right, reference_right, significance)
+def row(keras, clean, right, reference_right, p):
+    """A variant's numbers: its last epoch as Keras reported it, then clean accuracies, the
+    test accuracy's bootstrap interval and McNemar's test against old_setup."""
+    versus = mcnemar(right, reference_right, p.evaluate.significance)
+    interval = accuracy_interval(right, Bootstrap.of(p.evaluate))
     return {**{f"keras_{key}": keras[key] for key in ("accuracy", "val_accuracy", "loss",
                                                         "val_loss")},
             "clean_train_accuracy": clean["train"]["accuracy"],
             "clean_val_accuracy": clean["val"]["accuracy"],
-            **{f"test_{key}": clean["test"].get(key)
-               for key in ("accuracy", "accuracy_low", "accuracy_high")},
+            "test_accuracy": clean["test"]["accuracy"],
+            **{f"test_{key}": value for key, value in interval.items()},
             "test_p_vs_old_setup": versus["p_value"],
             "test_differs_from_old_setup": versus["significant"]}
 
@@ -44,8 +43,7 @@ def what_changed(p, name):
 
 
 def table_line(name, what, r):
-    low, high = r["test_accuracy_low"], r["test_accuracy_high"]
-    test = f"{r['test_accuracy']:.3f}" + (f" ({low:.3f}–{high:.3f})" if low is not None else "")
+    test = f"{r['test_accuracy']:.3f} ({r['test_accuracy_low']:.3f}–{r['test_accuracy_high']:.3f})"
     p_value = "—" if name == REFERENCE else f"{r['test_p_vs_old_setup']:.2g}"
     numbers = [f"{r[key]:.3f}" for key in ("keras_accuracy", "keras_val_accuracy", "keras_loss",
                                            "keras_val_loss", "clean_train_accuracy",
@@ -64,10 +62,10 @@ def main():
     names = [*p.legacy.variants, *p.legacy.recipe_variants]
     runs = {name: read_json(RUNS / name / "metrics.json") for name in names}
     # Right or wrong on each test image, in the same (path) order for every model.
-    predictions = {name: pd.read_csv(RUNS / name / "predictions.csv", index_col="path")
+    predictions = {name: read_predictions(RUNS / name / "predictions.csv", index_col="path")
                    .sort_index() for name in names}
-    evaluated = pd.read_csv(paths.EVALUATE_REPORTS / "test_predictions.csv", index_col="path")
-    evaluated = evaluated.sort_index()
+    evaluated = read_predictions(paths.EVALUATE_REPORTS / "test_predictions.csv",
+                                 index_col="path").sort_index()
     for name, table in predictions.items():
         if not table.index.equals(evaluated.index):
             raise SystemExit(f"legacy_report: {name}'s test images differ from evaluate's; "
@@ -77,13 +75,12 @@ def main():
     right[RECIPE] = (evaluated["final_predicted"] == evaluated["class"]).to_numpy()
     baseline = read_json(paths.EVALUATE_REPORTS / "metrics.json")["baseline"]
 
-    significance = p.evaluate.significance
     rows = {name: row(runs[name]["keras_last_epoch"], runs[name], right[name], right[REFERENCE],
-                      significance) for name in names}
+                      p) for name in names}
     rows[BASELINE] = row(last_epoch(read_json(paths.BASELINE_LIVE / "metrics.json")),
                          {"train": {"accuracy": baseline["train_clean_accuracy"]},
                           "val": baseline["val"], "test": baseline["test"]},
-                         right[BASELINE], right[REFERENCE], significance)
+                         right[BASELINE], right[REFERENCE], p)
     for key in ("test_p_vs_old_setup", "test_differs_from_old_setup"):
         del rows[REFERENCE][key]  # old_setup against itself
     # The variant that differs from the baseline only by training augmentation, if any.
@@ -112,14 +109,21 @@ def main():
     print((OUT / "legacy.md").read_text())
 
 
+def verdict(significant):
+    return "a difference" if significant else "noise"
+
+
+def versus_old_setup(r):
+    return f"p = {r['test_p_vs_old_setup']:.2g}: {verdict(r['test_differs_from_old_setup'])}"
+
+
 def findings(p, rows, right, like_baseline):
     """Sentences from the numbers: what each single change does to test accuracy, and which
     of them closes the gap between old_setup and the variant with every change."""
     legacy, reference = p.legacy, rows[REFERENCE]
-    verdict = lambda differs: "a difference" if differs else "noise"
-    gain = lambda name: rows[name]["test_accuracy"] - reference["test_accuracy"]
-    versus = lambda r: (f"p = {r['test_p_vs_old_setup']:.2g}: "
-                        f"{verdict(r['test_differs_from_old_setup'])}")
+
+    def gain(name):  # test accuracy over old_setup's
+        return rows[name]["test_accuracy"] - reference["test_accuracy"]
     out = [f"- {REFERENCE}: Keras reports train {reference['keras_accuracy']:.3f} / val "
            f"{reference['keras_val_accuracy']:.3f}; clean val "
            f"{reference['clean_val_accuracy']:.3f}, test {reference['test_accuracy']:.3f}."]
@@ -129,7 +133,7 @@ def findings(p, rows, right, like_baseline):
         r = rows[name]
         val_change = r["keras_val_accuracy"] - reference["keras_val_accuracy"]
         out.append(f"- {name} ({factor} {getattr(legacy.old_setup, factor)} → {value}): test "
-                   f"{r['test_accuracy']:.3f} ({gain(name):+.3f}, {versus(r)}); Keras val "
+                   f"{r['test_accuracy']:.3f} ({gain(name):+.3f}, {versus_old_setup(r)}); Keras val "
                    f"{r['keras_val_accuracy']:.3f} ({val_change:+.3f}).")
     full = max(legacy.variants, key=lambda name: len(legacy.changes(name)))
     if len(legacy.changes(full)) > 1:
@@ -139,7 +143,7 @@ def findings(p, rows, right, like_baseline):
         closes = ", ".join(f"{n} {gain(n) / gain(full):.0%}" if gain(full) else n for n in helps)
         hurts = ", ".join(f"{n} ({gain(n):+.3f})" for n in real if gain(n) < 0)
         out.append(f"- All changes together ({full}): test {gain(full):+.3f} "
-                   f"({versus(rows[full])}). " + (
+                   f"({versus_old_setup(rows[full])}). " + (
                        f"Of that, one change alone closes: {closes}. " if helps else
                        "No single change improves test accuracy beyond noise. ") + (
                        f"Alone, these make it worse: {hurts}. " if hurts else "") +

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from catsdogs import params, paths
+from catsdogs.files import discard, replaced, require
 
 
 def stratified_split(pool, val_fraction, seed):
@@ -23,26 +24,42 @@ def stratified_split(pool, val_fraction, seed):
     return pd.concat(train_parts), pd.concat(val_parts)
 
 
+def read_manifest(classes):
+    """validate's manifest, every column as text (a class "007", "True" or "NA" stays a name);
+    a row whose class or split this run cannot label stops it, naming the file and row."""
+    require(paths.MANIFEST, "split", made_by="validate")
+    manifest = pd.read_csv(paths.MANIFEST, dtype=str, keep_default_na=False)
+    for row, (path, name, split) in enumerate(zip(manifest["path"], manifest["class"],
+                                                  manifest["split"]), start=1):
+        if name not in classes or split not in paths.SOURCE_SPLITS:
+            raise SystemExit(f"split: {paths.MANIFEST} row {row} ({path}): class {name!r} and "
+                             f"split {split!r}, but classes are {classes} and splits "
+                             f"{list(paths.SOURCE_SPLITS)}; rerun python -m stages.validate")
+    return manifest
+
+
 def main():
     p = params.load()
     classes, val_fraction, seed = sorted(p.classes), p.split.val_fraction, p.split.seed
+    # A previous run's files go first: a run that fails leaves none to be taken for its own.
+    discard(paths.SPLIT, paths.SPLIT_METRICS)
 
-    # keep_default_na=False: a class folder named "NA" or "null" stays a name.
-    manifest = pd.read_csv(paths.MANIFEST, keep_default_na=False)
+    manifest = read_manifest(classes)
     manifest["label"] = manifest["class"].map({name: i for i, name in enumerate(classes)})
     train_pool, test = (manifest[manifest["split"] == split] for split in paths.SOURCE_SPLITS)
     train, val = stratified_split(train_pool, val_fraction, seed)
 
-    paths.SPLIT.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for name, frame in {"train": train, "val": val, "test": test}.items():
-        frame.sort_values("path")[["path", "label", "class"]].to_csv(paths.SPLIT / f"{name}.csv",
-                                                              index=False)
-        counts[f"{name}_images"] = len(frame)
-        for class_name, n in frame["class"].value_counts().sort_index().items():
-            counts[f"{name}_{class_name}"] = int(n)
-    paths.SPLIT_METRICS.parent.mkdir(parents=True, exist_ok=True)
-    paths.SPLIT_METRICS.write_text(json.dumps(counts, indent=2) + "\n")
+    with replaced(paths.SPLIT) as folder:  # the three files appear at once, or none
+        folder.mkdir()
+        for name, frame in {"train": train, "val": val, "test": test}.items():
+            frame.sort_values("path")[["path", "label", "class"]].to_csv(folder / f"{name}.csv",
+                                                                  index=False)
+            counts[f"{name}_images"] = len(frame)
+            for class_name, n in frame["class"].value_counts().sort_index().items():
+                counts[f"{name}_{class_name}"] = int(n)
+    with replaced(paths.SPLIT_METRICS) as metrics:
+        metrics.write_text(json.dumps(counts, indent=2) + "\n")
     print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 

@@ -2,13 +2,17 @@
 accepted into the manifest or quarantined with its reasons; nothing is changed or deleted.
 
 One metadata row per file (where it sits, what Pillow reads from the header, size, sha256,
-whether the training decoder accepts it); Great Expectations checks that table against
-rules(), and each failing row takes the rule's reason. (fetch never lands symbolic links;
+whether the training decoder accepts it and the sha256 of the pixels it gives at
+model.image_size); Great Expectations checks that table against rules(), and each failing
+row takes the rule's reason. Copies of one picture (same pixels at the training size,
+whatever the bytes) are quarantined like byte-identical copies; near-duplicates (by a
+difference hash) are reported, not quarantined. (fetch never lands symbolic links;
 a file DVC links from its cache, as with cache.type symlink, is judged by its content.)
 Only regular files are opened, and Pillow only with the plugins of validate.formats; what
 cannot be read (a FIFO, a device, an unreadable file or folder, a name that is not UTF-8)
 is quarantined with its reason too. One run at a time: fetch and validate hold a lock on
-data/ while they run.
+data/ while they run. A run removes the previous run's outputs first and writes each new
+one whole (a temporary file, then a rename); a run that fails writes no manifest or metrics.
 """
 import contextlib
 import hashlib
@@ -21,7 +25,8 @@ from pathlib import Path, PurePosixPath
 # catsdogs first: importing it quiets TensorFlow's start-up logs before TensorFlow loads.
 from catsdogs import params, paths
 from catsdogs.data import decode_image
-from catsdogs.files import locked, named
+from catsdogs.duplicates import copy_reasons, difference_hash, same_pictures
+from catsdogs.files import discard, locked, named, replaced
 
 import great_expectations as gx
 import pandas as pd
@@ -30,9 +35,10 @@ from PIL import Image
 
 REPORT_DIR = paths.VALIDATE_REPORTS
 COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
-           "width", "height", "pixels", "bytes", "sha256", "decodable"]
+           "width", "height", "pixels", "bytes", "sha256", "decodable", "decoded_sha256"]
 PROGRESS_EVERY = 500      # files between progress lines
 # COMPLETE lists every failing row; naming rows by path makes gx_result.json readable too.
+REPORTS = ["quarantine.csv", "near_duplicates.csv", "gx_result.json", "metrics.json"]
 RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["path"]}
 E = gx.expectations
 NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
@@ -74,13 +80,16 @@ def rules(classes, knobs):
 
 
 
-def is_decodable(data):
-    """Whether the decoder training uses accepts these bytes (Pillow is more lenient)."""
+def decoded_content(data, image_size):
+    """What the model sees of these bytes: whether the training decoder accepts them (Pillow
+    is more lenient) and, if so, the sha256 and difference hash of the image it gives at
+    model.image_size (decode_image, as the decode stage calls it)."""
     try:
-        decode_image(data)
-        return True
+        pixels = decode_image(data, image_size).numpy()
     except Exception:  # tf.errors.OpError for garbage or truncated data; one file never crashes
-        return False
+        return {"decodable": False}
+    return {"decodable": True, "decoded_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
+            "dhash": difference_hash(pixels)}
 
 
 
@@ -122,7 +131,7 @@ def claimed_format(data):
     return ""
 
 
-def describe(path, knobs):
+def describe(path, knobs, image_size):
     """One metadata row. Pillow reads only the header, with the plugins of validate.formats
     alone; TensorFlow decodes the whole image if that header declares at most
     validate.max_pixels. Whatever kept the file from being read, or its name from being
@@ -150,11 +159,11 @@ def describe(path, knobs):
         row["format"] = "" if claimed in knobs.formats else claimed  # one failed: unreadable
     # TensorFlow allocates what the header declares: decode only a known, bounded size.
     if row.get("pixels") is not None and row["pixels"] <= knobs.max_pixels:
-        row["decodable"] = is_decodable(data)
+        row.update(decoded_content(data, image_size))
     return row
 
 
-def scan_raw(knobs):
+def scan_raw(knobs, image_size):
     """The metadata table of every file under data/raw (and of each folder that cannot be
     listed: nothing in it can be judged)."""
     files, folders = [], []
@@ -175,10 +184,10 @@ def scan_raw(knobs):
     Image.init()  # every plugin's magic-number check, for claimed_format()
     rows = []
     for count, path in enumerate(sorted(files), 1):
-        rows.append(describe(path, knobs))
+        rows.append(describe(path, knobs, image_size))
         if count % PROGRESS_EVERY == 0:
             print(f"validate: scanned {count}/{len(files)} files")
-    table = pd.DataFrame(rows + folders, columns=COLUMNS + ["min_side", "problem"])
+    table = pd.DataFrame(rows + folders, columns=COLUMNS + ["min_side", "dhash", "problem"])
     return table.astype({c: "Int64" for c in ("width", "height", "min_side", "pixels", "bytes")})
 
 
@@ -195,8 +204,9 @@ def run_great_expectations(table, expectations):
     return definition.run(batch_parameters={"dataframe": table}, result_format=RESULT_FORMAT)
 
 
-def quarantine(table, result, reasons_by_rule):
-    """A `reason` column: the rules each row fails, then copies of one image."""
+def quarantine(table, result, reasons_by_rule, knobs, image_size):
+    """A `reason` column: the rules each row fails, then copies of one picture; and the
+    near-duplicate pairs (see same_pictures)."""
     # What stopped a file being read comes first, then the rules it fails.
     reasons = {path: [problem] if problem else [] for path, problem in
                zip(table["path"], table["problem"])}
@@ -208,30 +218,23 @@ def quarantine(table, result, reasons_by_rule):
         for hit in outcome.result.get("unexpected_index_list") or []:
             reasons[hit["path"]].append(reasons_by_rule[rule](rows.loc[hit["path"]]))
     table = table.assign(reason=["; ".join(reasons[p]) for p in table["path"]])
-    # Copies of one image among otherwise good files (sorted by path, so the outcome does
-    # not depend on the order files were found). Under two classes no copy's label can be
-    # trusted: all go. Within one class the first copy stays, wherever the others are.
-    clean = table[table["reason"] == ""]
-    for _, group in clean[clean["sha256"].duplicated(keep=False)].groupby("sha256", sort=False):
-        classes = sorted(set(group["class"]))
-        if len(classes) > 1:
-            for index, path in group["path"].items():
-                others = ", ".join(p for p in group["path"] if p != path)
-                table.loc[index, "reason"] = (f"label conflict: the same image is under "
-                                              f"{' and '.join(classes)} (also {others})")
-        else:
-            table.loc[group.index[1:], "reason"] = f"duplicate of {group['path'].iloc[0]}"
-    return table
+    near, same_as = same_pictures(table[table["reason"] == ""], knobs, image_size)
+    for index, reason in copy_reasons(table, same_as, image_size).items():
+        table.loc[index, "reason"] = reason
+    return table, near
 
 
 def main():
     p = params.load()
     with locked(paths.RAW.parent, "validate"):  # one fetch or validate at a time in this project
-        judge(p.classes, p.validate_)
+        judge(p.classes, p.validate_, p.model.image_size)
 
 
-def judge(classes, knobs):
-    table = scan_raw(knobs)
+def judge(classes, knobs, image_size):
+    # A previous run's outputs go first: a run that fails (an exception, too few images)
+    # leaves no manifest or metrics to be taken for its own, and split then stops.
+    discard(paths.MANIFEST.parent, *(REPORT_DIR / name for name in REPORTS))
+    table = scan_raw(knobs, image_size)
     per_file = rules(classes, knobs)
     for index, (expectation, _) in enumerate(per_file):
         expectation.meta = {"rule": index}
@@ -240,20 +243,24 @@ def judge(classes, knobs):
     min_rows = len(classes) * len(paths.SOURCE_SPLITS) * knobs.min_images_per_class
     result = run_great_expectations(table, [e for e, _ in per_file] + [
         E.ExpectColumnValuesToBeUnique(column="sha256"),
+        E.ExpectColumnValuesToBeUnique(column="decoded_sha256"),
         E.ExpectColumnValuesToBeUnique(column="path"),
         E.ExpectTableRowCountToBeBetween(min_value=min_rows)])
-    table = quarantine(table, result, [reason for _, reason in per_file])
-    accepted = table[table["reason"] == ""].drop(columns=["reason", "min_side", "problem"])
-    quarantined = table[table["reason"] != ""].drop(columns=["min_side", "problem"])
+    table, near = quarantine(table, result, [reason for _, reason in per_file], knobs,
+                             image_size)
+    internal = ["min_side", "dhash", "problem"]
+    accepted = table[table["reason"] == ""].drop(columns=["reason", *internal])
+    quarantined = table[table["reason"] != ""].drop(columns=internal)
 
-    # Reports first, so a failing run can still be read.
-    paths.MANIFEST.parent.mkdir(parents=True, exist_ok=True)
-    REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    accepted.to_csv(paths.MANIFEST, index=False)
-    quarantined.to_csv(REPORT_DIR / "quarantine.csv", index=False)
-    (REPORT_DIR / "gx_result.json").write_text(json.dumps(result.describe_dict(), indent=2))
+    # The reports of this run first, so a failing run can still be read; the manifest and
+    # metrics only once it has passed.
+    write(REPORT_DIR / "quarantine.csv", quarantined.to_csv(index=False))
+    write(REPORT_DIR / "near_duplicates.csv", near.to_csv(index=False))
+    write(REPORT_DIR / "gx_result.json", json.dumps(result.describe_dict(), indent=2))
     metrics = {"images": len(table), "accepted": len(accepted), "quarantined": len(quarantined),
-               "expectations_failed": result.statistics["unsuccessful_expectations"]}
+               "expectations_failed": result.statistics["unsuccessful_expectations"],
+               "near_duplicate_pairs": len(near),
+               "near_duplicate_pairs_kept": int((~near["same_picture"]).sum())}
     problems = []
     for split in paths.SOURCE_SPLITS:
         for name in classes:
@@ -271,13 +278,23 @@ def judge(classes, knobs):
                 problems.append(f"only {kept} accepted '{name}' images in {split} "
                                 f"(validate.min_images_per_class is {knobs.min_images_per_class}; "
                                 f"see {REPORT_DIR / 'quarantine.csv'} for the rest)")
-    (REPORT_DIR / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"validate: {len(table)} files, {len(accepted)} accepted, {len(quarantined)} "
-          f"quarantined (see {REPORT_DIR / 'quarantine.csv'}); "
+          f"quarantined (see {REPORT_DIR / 'quarantine.csv'}); {len(near)} near-duplicate "
+          f"pairs (see {REPORT_DIR / 'near_duplicates.csv'}); "
           f"{result.statistics['successful_expectations']}/"
           f"{result.statistics['evaluated_expectations']} expectations passed")
     if problems:
         raise SystemExit("validate: " + "; ".join(problems))
+    with replaced(paths.MANIFEST.parent) as folder:
+        folder.mkdir()
+        accepted.to_csv(folder / paths.MANIFEST.name, index=False)
+    write(REPORT_DIR / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+
+def write(path, text):
+    """A report, whole or not at all."""
+    with replaced(path) as partial:
+        partial.write_text(text)
 
 
 if __name__ == "__main__":

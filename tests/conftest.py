@@ -41,10 +41,13 @@ def tiny_dataset(tmp_path):
 
 
 def tiny_params(source="unused", **changes):
-    """The committed params, shrunk (tiny data, random weights, 32 px, one epoch per phase),
+    """The committed params with source as fetch.url (a URL) or fetch.path, shrunk (tiny data, random weights, 32 px, one epoch per phase),
     then `changes`: section__key=value, e.g. train_head__epochs=3 (classes=... for the top)."""
     raw = P.read(ROOT / "params.yaml")
-    raw["fetch"]["source"] = str(source)
+    if "://" in str(source):
+        raw["fetch"]["url"] = str(source)
+    else:
+        raw["fetch"].update(url=None, path=str(source))
     raw["validate"]["min_images_per_class"] = 3
     raw["model"].update(weights=None, image_size=32)
     raw["train"]["batch_size"] = 8

@@ -8,6 +8,7 @@ reports as they were.
 """
 import csv
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -84,14 +85,13 @@ def env():
 # 2. A source inside an output (or holding one) is refused before anything is deleted.
 
 @pytest.mark.parametrize("source, message", [
-    ("data/raw", "fetch.source data/raw is inside data/raw, which the pipeline writes"),
+    ("data/raw", "fetch.path data/raw is inside data/raw, which the pipeline writes"),
     ("data/raw/train", "is inside data/raw, which the pipeline writes"),
     ("data/split/../raw", "is inside data/raw"),
     ("{tmp}/link_to_raw", "link_to_raw is inside data/raw"),
-    ("file://{work}/data/raw", "is inside data/raw"),
     ("data/validated/dataset.zip", "is inside data/validated"),
     ("reports/fetch", "is inside reports"),
-    (".", "fetch.source . holds data/raw, which the pipeline writes"),
+    (".", "fetch.path . holds data/raw, which the pipeline writes"),
 ])
 def test_a_source_inside_or_holding_an_output_is_refused_and_nothing_is_deleted(
         tmp_path, work, tiny_dataset, write_params, source, message):
@@ -357,7 +357,7 @@ ZIP_REFUSALS = {
     "zip inside the zip": (
         zip_in_zip,
         "no folder with train and validation/ inside {archive}; it holds dataset.zip: "
-        "unpack that and point fetch.source at it"),
+        "unpack that and point fetch.path at it"),
 }
 
 
@@ -380,7 +380,7 @@ def test_a_zip_edge_case_is_refused_naming_the_member(tmp_path, work, tiny_datas
     assert_accounted(work, source_files(tiny_dataset))
 
 
-def test_backslash_separators_and_a_file_url_are_understood(tmp_path, work, write_params):
+def test_backslash_separators_are_understood(tmp_path, work, write_params):
     # Windows tools write backslashes: they are folder separators, as the zip-slip check
     # already treats them.
     archive = tmp_path / "my data" / "windows.zip"
@@ -391,7 +391,7 @@ def test_backslash_separators_and_a_file_url_are_understood(tmp_path, work, writ
         for name in names:
             z.writestr(name, name)
         z.writestr("pack\\notes.txt", "next to the splits, still in the dataset folder")
-    write_params(work, archive.as_uri())  # file:///.../my%20data/windows.zip
+    write_params(work, archive)
     fetch.main()
     expected = sorted(n.removeprefix("pack\\").replace("\\", "/") for n in names) + ["notes.txt"]
     assert raw_files(work) == sorted(expected)
@@ -400,17 +400,71 @@ def test_backslash_separators_and_a_file_url_are_understood(tmp_path, work, writ
 
 
 @pytest.mark.parametrize("source", ["ftp://example.com/cats.zip", "s3://bucket/cats.zip",
-                                    "file://otherhost/data/cats.zip"])
-def test_an_unsupported_url_scheme_is_named_as_such(work, tiny_dataset, write_params, source):
+                                    "file:///data/cats.zip", "www.example.com/cats.zip"])
+def test_a_url_that_is_no_http_url_is_refused_before_anything_happens(
+        work, tiny_dataset, write_params, source):
     write_params(work, tiny_dataset)
     fetch.main()
     before = state(work)
-    write_params(work, source)
+    write_params(work, tiny_dataset, fetch__url=source)
     with pytest.raises(SystemExit) as failure:
         fetch.main()
     text = str(failure.value)
-    assert text.startswith(f"fetch: fetch.source {source}: ") and "is not supported" in text
-    assert "does not exist" not in text
+    assert f"'fetch.url' = {source!r}: must be an http(s):// URL" in text
+    assert "fetch.path" in text and "does not exist" not in text
     assert_one_line(text)
     assert state(work) == before
     assert_accounted(work, source_files(tiny_dataset))
+
+
+# ---------------------------------------------------------------------------------------
+# 13. A read-only Keras cache: Keras would quietly switch to /tmp/.keras; fetch says so, and
+# reads a zip the cache already holds as it is (checked against fetch.sha256 when pinned).
+
+def fetch_with_read_only_cache(work, cache):
+    """python -m stages.fetch with KERAS_HOME=cache made read-only (binding even for root)."""
+    cache.chmod(0o555)
+    (cache / "datasets").chmod(0o555)
+    preexec = without_root_override()
+    probe = subprocess.run([sys.executable, "-c", f"open({str(cache / 'probe')!r}, 'w')"],
+                           preexec_fn=preexec, capture_output=True)
+    if probe.returncode == 0:
+        pytest.skip("running as root and unable to drop CAP_DAC_OVERRIDE: a read-only folder "
+                    "stays writable")
+    try:
+        return subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=work,
+                              env={**env(), "KERAS_HOME": str(cache)}, preexec_fn=preexec,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        cache.chmod(0o755)
+        (cache / "datasets").chmod(0o755)
+
+
+def test_a_read_only_keras_cache_is_used_as_it_is_or_named(tmp_path, work, tiny_dataset,
+                                                           write_params):
+    cache = tmp_path / "keras_home"
+    (cache / "datasets").mkdir(parents=True)
+    archive = shutil.make_archive(str(cache / "datasets/pets"), "zip", tiny_dataset)
+    digest = hashlib.sha256(Path(archive).read_bytes()).hexdigest()
+    url = "http://127.0.0.1:9/pets.zip"  # never reached
+
+    write_params(work, url, fetch__sha256=digest)
+    result = fetch_with_read_only_cache(work, cache)
+    assert result.returncode == 0, result.stderr
+    assert f"the Keras cache {cache} is read-only: reading" in result.stdout
+    assert raw_files(work) == source_files(tiny_dataset)
+    assert_accounted(work, source_files(tiny_dataset))
+
+    write_params(work, url, fetch__sha256="2" * 64)  # the pin is checked all the same
+    before = state(work)
+    result = fetch_with_read_only_cache(work, cache)
+    assert result.returncode != 0 and f"not the {'2' * 64} that fetch.sha256 pins" in result.stderr
+    assert state(work) == before
+
+    write_params(work, "http://127.0.0.1:9/absent.zip")
+    result = fetch_with_read_only_cache(work, cache)
+    message = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0
+    assert f"the Keras cache {cache} is read-only and holds no datasets/absent.zip" in message
+    assert "/tmp/.keras" in message and "not in the Keras cache" not in message
+    assert state(work) == before

@@ -173,13 +173,97 @@ def test_params_yaml_must_be_a_mapping(tmp_path, text, kind):
         P.load(path)
 
 
-def test_an_empty_params_yaml_names_every_missing_section(tmp_path):
+def test_an_empty_params_yaml_names_every_section(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("# nothing yet\n")
+    with pytest.raises(P.ParamError, match="params.yaml is empty: it must hold the sections "
+                                           + ", ".join(COMMITTED)):
+        P.load(path)
+
+
+def test_a_missing_params_yaml_says_where_to_run(tmp_path):
+    with pytest.raises(P.ParamError, match="params.yaml not found: run from the project root"):
+        P.load(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("text, where, problem", [
+    ("classes: [cats, dogs]\nsplit:\n  seed: 1\n  seed: 2\n", "line 4, column 3",
+     'found duplicate key "seed"'),
+    ("classes: [cats, dogs]\nclasses: [a, b]\n", "line 2, column 1",
+     'found duplicate key "classes"'),
+    ("classes: [cats, dogs\nsplit: {}\n", "", "not valid YAML"),
+    ("split:\n\tseed: 1\n", "line 2", "not valid YAML"),
+])
+def test_duplicate_keys_and_yaml_syntax_errors_are_one_message_with_the_line(
+        tmp_path, text, where, problem):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
     with pytest.raises(P.ParamError) as error:
         P.load(path)
-    for section in COMMITTED:
-        assert f"'{section}' is missing" in str(error.value)
+    message = str(error.value)
+    assert message.startswith(str(path)) and where in message and problem in message
+    assert "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("model__image_size", 100_000, "less than or equal to 1024"),
+    ("validate__max_pixels", 10**12, "less than or equal to 178956970"),
+    ("split__seed", 2**32, "less than or equal to 4294967295"),
+    ("train__seed", -1, "greater than or equal to 0"),
+    ("train_head__epochs", 10**6, "less than or equal to 1000"),
+    ("train__batch_size", 10**6, "less than or equal to 4096"),
+    ("fetch__max_total_mb", 10**9, "less than or equal to 1048576"),
+])
+def test_values_past_an_upper_bound_are_refused(key, value, allowed):
+    section, name = key.split("__")
+    raw = committed()
+    raw[section][name] = value
+    assert allowed in param_error(raw)
+
+
+@pytest.mark.parametrize("key, value", [("train__seed", "42"), ("finetune__learning_rate", "1e-05"),
+                                        ("split__val_fraction", "0.2")])
+def test_a_quoted_number_is_refused_saying_to_drop_the_quotes(key, value):
+    section, name = key.split("__")
+    raw = committed()
+    raw[section][name] = value
+    assert "write it without quotes" in param_error(raw)
+
+
+@pytest.mark.parametrize("classes, problem", [
+    (["", "dogs"], "at least 1 character"),
+    ([".", "dogs"], "must be a plain folder name"),
+    (["..", "dogs"], "must be a plain folder name"),
+    (["../x", "dogs"], "must be a plain folder name"),
+    (["a/b", "dogs"], "must be a plain folder name"),
+    (["cats ", "dogs"], "must be a plain folder name"),
+    (["x" * 256, "dogs"], "longer than a folder name may be"),
+    ([True, "dogs"], "put the value in quotes"),
+    ([1, "dogs"], "put the value in quotes"),
+    ([None, "dogs"], "put the value in quotes"),
+])
+def test_a_class_name_that_is_no_plain_folder_name_or_no_text_is_refused(classes, problem):
+    raw = committed()
+    raw["classes"] = classes
+    assert problem in param_error(raw)
+
+
+@pytest.mark.parametrize("classes", [["True", "NA"], ["1", "007"], ["null", "nan"],
+                                     ["chats été", "chiens"]])
+def test_class_names_that_look_like_other_things_are_accepted_as_text(classes):
+    raw = committed()
+    raw["classes"] = classes
+    assert P.parse(raw).classes == classes
+
+
+def test_yaml_keywords_as_class_names_need_quotes_and_then_stay_text(tmp_path):
+    path = tmp_path / "params.yaml"
+    text = (ROOT / "params.yaml").read_text().replace("classes: [cats, dogs]", "classes: [true, 7]")
+    path.write_text(text)
+    with pytest.raises(P.ParamError, match="put the value in quotes"):
+        P.load(path)
+    path.write_text(text.replace("[true, 7]", "['true', '7']"))
+    assert P.load(path).classes == ["true", "7"]
 
 
 def test_several_errors_are_listed_in_one_message():
@@ -217,9 +301,10 @@ def test_a_stage_stops_on_bad_params_before_touching_data(tmp_path, monkeypatch)
     # Control: with good params, both stages get past the check and fail on the missing data
     # (so a ParamError below can only come from the params check).
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(committed()))
-    for stage in (stages.split, stages.train_head):
-        with pytest.raises(FileNotFoundError):
-            stage.main()
+    with pytest.raises(SystemExit, match="manifest.csv is missing"):  # not a ParamError
+        stages.split.main()
+    with pytest.raises(FileNotFoundError):
+        stages.train_head.main()
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(with_value("train_head.epochs", 0)))
     before = sorted(tmp_path.rglob("*"))

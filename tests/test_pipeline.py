@@ -64,6 +64,14 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project, t
     assert rerun == ["finetune", "evaluate", "compare@efficientnet_b0", "compare_report"], second
     assert "up to date" in dvc(project, "status", "dvc.yaml")
 
+    # The intervals' params retrain nothing: only the stages that report reruns.
+    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
+                 finetune__learning_rate=0.0001, evaluate__bootstrap_resamples=500)
+    status = dvc(project, "status", "dvc.yaml")
+    assert [s for s in STAGES if f"{s}:" in status] == ["evaluate", "compare_report"], status
+    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
+                 finetune__learning_rate=0.0001)
+
     # A forced rerun of everything changes nothing that is tracked: metrics hold what the
     # models do (wall times live in reports/timing/), and the README quotes only those.
     for name in ("README.md", "scripts/readme_results.py", "benchmarks/results"):
