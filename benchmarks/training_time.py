@@ -15,12 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths, plots  # noqa: E402
+from catsdogs.evaluation import read_json  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def timing(live_dir):
-    return json.loads((paths.TIMING / f"{paths.slug(live_dir)}.json").read_text())
+    return read_json(paths.TIMING / f"{paths.slug(live_dir)}.json")
 
 
 def main():
@@ -30,7 +31,7 @@ def main():
     runs += [(name, paths.COMPARE_RUNS / name / "head", paths.COMPARE_RUNS / name / "finetune",
               timing(paths.COMPARE_RUNS / name)["predict_images_per_second"])
              for name in p.compare.backbones]
-    accuracy = json.loads((paths.COMPARE_REPORTS / "metrics.json").read_text())
+    accuracy = read_json(paths.COMPARE_REPORTS / "metrics.json")
     rows = []
     for backbone, head_dir, finetune_dir, predict in runs:
         head, finetune = timing(head_dir), timing(finetune_dir)

@@ -8,12 +8,12 @@ provenance); the card only words them, so it cannot drift from the pipeline's re
 (tests/test_model_card.py runs --check). Latency is not quoted: it changes from run to run
 (reports/timing/reports_export.json holds the last run's).
 """
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths  # noqa: E402
+from catsdogs.evaluation import read_json  # noqa: E402
 
 FORMATS = {  # stage export's names: (what it is, the file, its input)
     "keras": ("Keras 3 model, the pipeline's own", paths.FINAL_MODEL,
@@ -25,10 +25,6 @@ FORMATS = {  # stage export's names: (what it is, the file, its input)
     "tflite_int8": ("TFLite, full-integer int8", paths.TFLITE_INT8,
                     "uint8 RGB (batch, {size}, {size}, 3)"),
 }
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
 
 
 def interval(value, low, high):
