@@ -10,7 +10,7 @@ import keras
 
 from catsdogs import params, paths, plots
 from catsdogs.data import eval_split, read_split
-from catsdogs.evaluation import Bootstrap, correct, last_epoch, mcnemar, score
+from catsdogs.evaluation import Bootstrap, correct, last_epoch, mcnemar, read_json, score
 from catsdogs.models import BACKBONES
 from catsdogs.training import seed_everything, write_timing
 
@@ -38,7 +38,7 @@ def main():
             model, {split: eval_split(split, batch_size, preprocess) for split in paths.SPLITS},
             targets.threshold, bootstrap)
         test_probabilities[name] = probabilities["test"]
-        keras_reported = last_epoch(json.loads((LIVE_DIRS[name] / "metrics.json").read_text()))
+        keras_reported = last_epoch(read_json(LIVE_DIRS[name] / "metrics.json"))
         metrics[name] = {
             "train_accuracy": keras_reported["accuracy"],
             "train_clean_accuracy": splits["train"]["accuracy"],

@@ -13,6 +13,7 @@ import sys
 import keras
 
 from catsdogs import params, paths
+from catsdogs.files import replaced
 from catsdogs.models import BACKBONES, build_base, imagenet_base
 
 
@@ -40,10 +41,8 @@ def main():
         base, source = build_base(backbone, image_size, None), {"random_init_seed": seed}
 
     target = paths.pretrained_weights(backbone, image_size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"partial_{target.name}")  # Keras wants the .weights.h5 ending
-    base.save_weights(partial)
-    partial.replace(target)
+    with replaced(target) as partial:  # same name (Keras wants .weights.h5), in a temp folder
+        base.save_weights(partial)
     provenance = {"backbone": backbone, "image_size": image_size, **source,
                   "layers": len(base.layers), "params": base.count_params(),
                   "weights_sha256": sha256(target)}
