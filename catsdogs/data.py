@@ -1,9 +1,14 @@
 """Input: split files -> images decoded once (stage decode) -> tf.data batches.
 
-Decoding and resizing happen once, in the decode stage, into uint8 arrays that every
-training and evaluation stage reuses; augmentation stays on the fly, on training batches.
+Decoding and resizing happen once, in the decode stage, into a uint8 .npy file per split
+that every training and evaluation stage reuses, reading only the batches it needs (memory
+stays flat as the dataset grows); augmentation stays on the fly, on training batches.
 """
+import functools
+import itertools
 import math
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import keras
@@ -35,6 +40,14 @@ def decode_image(image_bytes, image_size=None):
     return image
 
 
+@functools.cache
+def image_decoder(image_size):
+    """decode_image(bytes, image_size) as one TensorFlow graph: a call runs all its ops
+    outside Python, so threads decode at once (eager ops hold the GIL between ops)."""
+    return tf.function(lambda data: decode_image(data, image_size),
+                       input_signature=[tf.TensorSpec([], tf.string)])
+
+
 def read_split(split, classes=None):
     """data/split/<split>.csv: one row per image (path, label, class), as split wrote it.
 
@@ -60,30 +73,107 @@ def read_split(split, classes=None):
     return frame.astype({"label": int})
 
 
-def decode_files(files, image_size, name="images"):
-    """All files as one uint8 array (N, size, size, 3), in the order given."""
+def decoded_rows(files, image_size, name="images"):
+    """Each file's uint8 image (size, size, 3), in the order given, as it is decoded
+    (tf.data decodes several files at once, on every core)."""
     files = list(files)
     images = tf.data.Dataset.from_tensor_slices(files).map(
         lambda path: decode_image(tf.io.read_file(path), image_size),
         num_parallel_calls=tf.data.AUTOTUNE)  # order is kept (deterministic)
+    for i, image in enumerate(images.as_numpy_iterator(), 1):
+        yield image
+        if i % PROGRESS_EVERY == 0:
+            print(f"decode: {name}: {i}/{len(files)}")
+
+
+def decode_files(files, image_size, name="images"):
+    """All files as one uint8 array (N, size, size, 3), in the order given: for small sets
+    (the decode stage streams decoded_rows to disk instead)."""
+    files = list(files)
     decoded = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
-    for i, image in enumerate(images.as_numpy_iterator()):
+    for i, image in enumerate(decoded_rows(files, image_size, name)):
         decoded[i] = image
-        if (i + 1) % PROGRESS_EVERY == 0:
-            print(f"decode: {name}: {i + 1}/{len(files)}")
     return decoded
 
 
 def save_decoded(split, images, labels, folder=paths.DECODED):
-    """<folder>/<split>.npz (the decode stage writes a temporary folder, then renames it)."""
+    """<folder>/<split>.images.npy (uint8 N x S x S x 3) and <split>.labels.npy (float32 N).
+    images: an array or any iterable of N equal uint8 rows (decoded_rows); the .npy header
+    goes first, then one row at a time, so memory holds one row, never the split. (The
+    decode stage writes a temporary folder, then renames it.)"""
+    labels = np.asarray(labels, "float32")
+    rows = iter(images)
+    first = next(rows, np.zeros((0, 0, 3), np.uint8))
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / f"{split}.npz", images=images, labels=np.asarray(labels, "float32"))
+    header = {"descr": "|u1", "fortran_order": False, "shape": (len(labels), *first.shape)}
+    with open(folder / f"{split}.images.npy", "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        written = 0
+        for row in itertools.chain([first] if len(labels) else [], rows):
+            if row.shape != first.shape or row.dtype != np.uint8:
+                raise ValueError(f"{split}: row {written} is {row.dtype} {row.shape}, "
+                                 f"not uint8 {first.shape}")
+            file.write(np.ascontiguousarray(row).data)
+            written += 1
+    if written != len(labels):
+        raise ValueError(f"{split}: {written} images for {len(labels)} labels")
+    np.save(folder / f"{split}.labels.npy", labels)
+
+
+class DecodedImages:
+    """The images of a decoded split (a .npy save_decoded wrote), read from the file on
+    demand: len(), shape, and rows by [i], [i:j:k] or [array of indices] as uint8 arrays.
+    Memory holds the rows asked for, never the split. os.preadv reads into the result
+    directly: the file goes through the page cache, which (unlike a memory map's pages)
+    is not the process's memory, and threads can read at once (no shared file offset)."""
+
+    def __init__(self, file):
+        self.file = Path(file)
+        with open(self.file, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(f)  # no pickle: a header is a literal
+            self.offset = f.tell()
+        if dtype != np.uint8 or fortran_order or len(shape) != 4:
+            raise ValueError(f"{self.file}: {dtype} {shape} is not uint8 N x S x S x 3")
+        self.shape, self.dtype = shape, np.dtype(np.uint8)
+        self.row_bytes = math.prod(shape[1:])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return self[np.arange(*key.indices(len(self)))]
+        index = np.asarray(key)
+        if index.dtype.kind not in "iu":
+            raise TypeError(f"rows are chosen by integers or slices, not {index.dtype}")
+        if index.size and not (-len(self) <= index.min() and index.max() < len(self)):
+            raise IndexError(f"rows {index.min()}..{index.max()} of {len(self)}")
+        index = index % max(len(self), 1)  # negative indices count from the end
+        out = np.empty((*index.shape, *self.shape[1:]), np.uint8)
+        rows = out.reshape(-1, self.row_bytes)
+        with open(self.file, "rb") as f:
+            flat = index.ravel()
+            # Consecutive rows (eval batches) in one read, else a read per row.
+            runs = ([(0, flat.size)] if flat.size and flat[-1] - flat[0] == flat.size - 1
+                    and np.all(np.diff(flat) == 1) else [(k, 1) for k in range(flat.size)])
+            for start, count in runs:
+                target = rows[start:start + count]
+                if os.preadv(f.fileno(), [target], self.offset + int(flat[start]) *
+                             self.row_bytes) != target.nbytes:
+                    raise ValueError(f"{self.file} is shorter than its header says")
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:] if dtype is None else self[:].astype(dtype)
 
 
 def load_decoded(split):
-    """(images uint8 N x S x S x 3, labels float32 N) of a split; plain arrays, no pickle."""
-    with np.load(paths.DECODED / f"{split}.npz", allow_pickle=False) as arrays:
-        return arrays["images"], arrays["labels"]
+    """(images, labels float32 N) of a split: images a DecodedImages, read on demand."""
+    images = DecodedImages(paths.DECODED / f"{split}.images.npy")
+    return images, np.load(paths.DECODED / f"{split}.labels.npy", allow_pickle=False)
 
 
 def augmentation(rotation_degrees, shift_fraction, horizontal_flip):
@@ -132,10 +222,28 @@ def _to_model_input(dataset, preprocess):
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def _rows(images, indices):
+    """The uint8 rows of images (an array, or a DecodedImages read from disk) at indices, as
+    a batch is made: only the batches tf.data holds at a time are in memory."""
+    batch = tf.numpy_function(lambda i: images[i], [indices], tf.uint8, stateful=False)
+    batch.set_shape([None, *images.shape[1:]])
+    return batch
+
+
+def _in_order(images, labels, batch_size):
+    """(images, labels) batches in file order, each read when tf.data asks for it."""
+    count, labels = len(labels), tf.constant(labels)
+
+    def batch(step):
+        indices = tf.range(step * batch_size, tf.minimum((step + 1) * batch_size, count))
+        return _rows(images, indices), tf.gather(labels, indices)
+    steps = math.ceil(count / batch_size)
+    return tf.data.Dataset.range(steps).map(batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def eval_dataset(images, labels, batch_size, preprocess):
     """Batches in file order, no augmentation."""
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
-    return _to_model_input(dataset, preprocess)
+    return _to_model_input(_in_order(images, labels, batch_size), preprocess)
 
 
 class TrainingData(NamedTuple):
@@ -152,20 +260,21 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed):
     the same whether a run reached it directly or resumed after a kill.
     """
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    images, labels = tf.constant(images), tf.constant(labels)
+    labels = tf.constant(labels)  # small; the images are read batch by batch
     count = len(labels)
     steps = math.ceil(count / batch_size)
 
     def batch(step, order):
         indices = order[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
         batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch.read_value() * steps + step)
-        return tf.gather(images, indices), tf.gather(labels, indices), batch_seed
+        return _rows(images, indices), tf.gather(labels, indices), batch_seed
 
     def epoch_batches(_):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(count, dtype=tf.int64),
             seed=stream_seed(seed, SHUFFLE_STREAM, epoch.read_value()))
-        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order))
+        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order),
+                                                num_parallel_calls=tf.data.AUTOTUNE)
 
     # One element that expands into the epoch's batches, so the order is drawn once per
     # epoch; the cardinality is declared for Keras' progress.
@@ -190,7 +299,7 @@ def augmented_eval_dataset(images, labels, batch_size, preprocess, augment, epoc
         batch_seed = stream_seed(seed, VALIDATION_AUGMENT_STREAM, epoch.read_value() * steps + step)
         return augment(tf.cast(batch[0], tf.float32), batch_seed), batch[1]
 
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).enumerate()
+    dataset = _in_order(images, labels, batch_size).enumerate()
     return _to_model_input(dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE), preprocess)
 
 

@@ -100,8 +100,9 @@ class Model(Section):
 
 
 class Train(Section):
-    batch_size: Annotated[int, Field(ge=1, le=4096)]
+    batch_size: Annotated[int, Field(ge=1, le=4096)]  # the global batch, whatever the devices
     seed: Seed
+    distribute: Literal["none", "mirrored"]  # training.distribution
 
 
 class Augment(Section):

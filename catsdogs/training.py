@@ -2,6 +2,8 @@
 
 Each epoch's shuffle, augmentation and dropout are functions of (seed, epoch) alone, so a
 resumed run and a straight one compute the same thing, and two runs give identical metrics.
+train.distribute picks the devices (see `distribution`); the callbacks run once per fit
+whatever it is: one process drives every replica.
 """
 import json
 import time
@@ -16,6 +18,60 @@ from catsdogs import paths
 from catsdogs.evaluation import last_epoch
 from catsdogs.models import compile_binary, count_params, find_base, unfreeze_top
 from catsdogs.resume import EpochBackup
+
+
+# Logical CPU devices `mirrored` makes when no GPU is visible: enough for the multi-device
+# path (each batch split, gradients all-reduced) to run and be tested; no speed-up, since
+# they share the same cores.
+CPU_REPLICAS = 2
+
+
+def distribution(distribute):
+    """The tf.distribute strategy of train.distribute; stages build, load and compile their
+    models inside its scope(), so that the variables live on every replica.
+
+    none: TensorFlow's default strategy (one device; its scope() changes nothing).
+    mirrored: tf.distribute.MirroredStrategy over every visible GPU, or, with none, over
+    CPU_REPLICAS logical CPU devices: call this before TensorFlow starts (first thing in a
+    stage), since the CPU can only be split then. train.batch_size stays the global batch:
+    each replica gets its share of every batch, and their gradients add up to the batch's.
+    (Keras 3's Dropout draws the same mask on every replica: its SeedGenerator state is a
+    mirrored variable. Masks still change every step and every image's place in its batch
+    changes every epoch.)
+    """
+    if distribute == "none":
+        return tf.distribute.get_strategy()
+    if tf.config.list_physical_devices("GPU"):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * CPU_REPLICAS)
+        except RuntimeError:  # TensorFlow already started: its devices are checked below
+            pass
+        devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+        if len(devices) < 2:
+            raise SystemExit("train.distribute: mirrored found no GPU and one CPU device: "
+                             "TensorFlow started before the CPU could be split (call "
+                             "training.distribution first)")
+        strategy = tf.distribute.MirroredStrategy(devices)
+    print(f"train.distribute: mirrored over {strategy.num_replicas_in_sync} devices: "
+          f"{', '.join(strategy.extended.worker_devices)}")
+    return strategy
+
+
+def check_last_batches(replicas, **datasets):
+    """Stop if a batch of these (name: batches) is smaller than the replica count: a replica
+    would get no images, and Keras' layers fail on an empty batch (BatchNorm included)."""
+    for name, batches in datasets.items():
+        sizes = [int(size) for size in batches.map(lambda x, y: tf.shape(y)[0])]
+        if min(sizes) < replicas:
+            raise SystemExit(
+                f"train.distribute: mirrored splits every batch over {replicas} replicas, but "
+                f"the last {name} batch holds {sizes[-1]} image(s) ({sum(sizes)} images in "
+                f"batches of {sizes[0]}): choose a train.batch_size that leaves 0 or at "
+                f"least {replicas} images for the last batch of every split")
 
 
 def seed_everything(seed):
@@ -57,7 +113,13 @@ def fit(model, train, val_batches, epochs, seed, live_dir):
     Keras metrics under train/ and eval/ (train/accuracy is what Keras reports: augmented
     batches, dropout active) and the parameter counts; the wall time and throughput go to
     reports/timing/. Returns all of them flat (accuracy, loss, val_accuracy, val_loss, ...)."""
-    backup = EpochBackup(model, live_dir)
+    strategy = model.distribute_strategy  # the one it was built under; none: the default
+    if strategy.num_replicas_in_sync > 1:
+        check_last_batches(strategy.num_replicas_in_sync, training=train.batches,
+                           validation=val_batches)
+        print(f"{live_dir}: each batch split over {strategy.num_replicas_in_sync} replicas")
+    with strategy.scope():  # a backup's weights and optimizer state load into its variables
+        backup = EpochBackup(model, live_dir)
     first_epoch = backup.first_epoch
     # dvc.yaml declares these outputs itself; dvclive must not write dvc.yaml or experiments.
     with Live(str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
@@ -88,8 +150,9 @@ def two_phase(model, train, val_batches, head, finetune, seed, run_dir, freeze_b
     finetune.learning_rate (run_dir/finetune). Returns both phases' summaries."""
     head_summary = fit(model, train, val_batches, head.epochs, seed, run_dir / "head")
     seed_everything(seed)  # each phase starts from the seed, as in its own stage
-    unfreeze_top(find_base(model), finetune.unfreeze_last, freeze_batchnorm=freeze_batchnorm)
-    compile_binary(model, finetune.learning_rate)
+    with model.distribute_strategy.scope():  # the new optimizer's variables on every replica
+        unfreeze_top(find_base(model), finetune.unfreeze_last, freeze_batchnorm=freeze_batchnorm)
+        compile_binary(model, finetune.learning_rate)
     finetune_summary = fit(model, train, val_batches, finetune.epochs, seed,
                            run_dir / "finetune")
     return head_summary, finetune_summary

@@ -9,11 +9,12 @@ from catsdogs import params, paths
 from catsdogs.data import eval_split, load_decoded, train_dataset
 from catsdogs.models import (BACKBONES, build_classifier, compile_binary, find_base, save_model,
                              unfreeze_top)
-from catsdogs.training import fit, seed_everything
+from catsdogs.training import distribution, fit, seed_everything
 
 
 def main():
     p = params.load()
+    strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
     backbone, image_size = p.model.backbone, p.model.image_size
     weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed = p.train.batch_size, p.train.seed
@@ -23,10 +24,11 @@ def main():
     seed_everything(seed)
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, None, seed)
     val, _ = eval_split("val", batch_size, preprocess)
-    model = build_classifier(backbone, image_size, weights, dropout=0.0, seed=seed)
-    base = find_base(model)
-    unfreeze_top(base, len(base.layers))  # every layer but BatchNorm
-    compile_binary(model, learning_rate)
+    with strategy.scope():  # the model's variables (and the optimizer's) on every device
+        model = build_classifier(backbone, image_size, weights, dropout=0.0, seed=seed)
+        base = find_base(model)
+        unfreeze_top(base, len(base.layers))  # every layer but BatchNorm
+        compile_binary(model, learning_rate)
     print(f"baseline: {backbone}, {model.count_params():,} parameters, all but BatchNorm "
           f"trainable, {train.images} training images, {epochs} epochs")
     fit(model, train, val, epochs, seed, paths.BASELINE_LIVE)

@@ -10,13 +10,14 @@ from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, load_decoded, read_split, train_dataset
 from catsdogs.evaluation import comparison_row, correct, score
 from catsdogs.models import BACKBONES, build_classifier, compile_binary
-from catsdogs.training import seed_everything, two_phase, write_timing
+from catsdogs.training import distribution, seed_everything, two_phase, write_timing
 
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in BACKBONES:
         raise SystemExit(f"usage: python -m stages.compare BACKBONE  ({' | '.join(BACKBONES)})")
     backbone, p = sys.argv[1], params.load()
+    strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
     image_size = p.model.image_size
     weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed, threshold = p.train.batch_size, p.train.seed, p.evaluate.threshold
@@ -27,8 +28,9 @@ def main():
 
     seed_everything(seed)  # each phase starts from the seed, as in its own stage
     val, _ = eval_split("val", batch_size, preprocess)
-    model = build_classifier(backbone, image_size, weights, head.dropout, seed)
-    compile_binary(model, head.learning_rate)
+    with strategy.scope():  # the model's variables (and the optimizer's) on every device
+        model = build_classifier(backbone, image_size, weights, head.dropout, seed)
+        compile_binary(model, head.learning_rate)
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
     head_summary, finetune_summary = two_phase(model, train, val, head, tune, seed, run_dir)
 

@@ -2,10 +2,10 @@
 images of any size) and as TFLite float32 and full-integer int8 models (uint8 RGB at
 model.image_size), each scored on the test split beside the Keras model.
 
-Scored on the pipeline's own decoded test images (data/decoded/test.npz), so a format that
-differs from the Keras model differs by its conversion alone. Metrics (accuracy, agreement
-with the Keras model, size) go to reports/export/metrics.json; latency and throughput, which
-change from run to run, to reports/timing/.
+Scored on the pipeline's own decoded test images (data/decoded/test.images.npy), so a
+format that differs from the Keras model differs by its conversion alone. Metrics (accuracy,
+agreement with the Keras model, size) go to reports/export/metrics.json; latency and
+throughput, which change from run to run, go to reports/timing/.
 """
 import json
 import shutil

@@ -15,7 +15,7 @@ from catsdogs.data import (augmentation, augmented_eval_dataset, eval_split, loa
                            read_split, train_dataset)
 from catsdogs.evaluation import correct, score
 from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, unfreeze_top
-from catsdogs.training import fit, seed_everything, two_phase
+from catsdogs.training import distribution, fit, seed_everything, two_phase
 
 KERAS_REPORTED = ("accuracy", "loss", "val_accuracy", "val_loss")
 SCORED = ("accuracy", "loss")  # the test interval is legacy_report's, from predictions.csv
@@ -46,6 +46,7 @@ def main():
     if len(sys.argv) != 2 or sys.argv[1] not in variants:
         raise SystemExit(f"usage: python -m stages.legacy VARIANT  ({' | '.join(variants)})")
     variant = sys.argv[1]
+    strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
     setup = p.legacy.setup(variant)
     backbone, image_size = p.model.backbone, p.model.image_size
     weights = paths.pretrained_weights(backbone, image_size)
@@ -63,11 +64,13 @@ def main():
     else:
         val, _ = eval_split("val", batch_size, preprocess)
     if variant in p.legacy.variants:
-        model = all_layers_model(backbone, image_size, weights, setup, seed)
+        with strategy.scope():  # the model's variables (and the optimizer's) on every device
+            model = all_layers_model(backbone, image_size, weights, setup, seed)
         keras_reported = fit(model, train, val, p.legacy.epochs, seed, run_dir / "train")
     else:  # the seed's solution: a new head on the frozen base, then the top unfrozen
-        model = build_classifier(backbone, image_size, weights, p.train_head.dropout, seed)
-        compile_binary(model, p.train_head.learning_rate)
+        with strategy.scope():
+            model = build_classifier(backbone, image_size, weights, p.train_head.dropout, seed)
+            compile_binary(model, p.train_head.learning_rate)
         _, keras_reported = two_phase(model, train, val, p.train_head, p.finetune, seed, run_dir,
                                       freeze_batchnorm=setup.batchnorm == "frozen")
 

@@ -3,11 +3,12 @@ unit), trained on augmented batches."""
 from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, load_decoded, train_dataset
 from catsdogs.models import BACKBONES, build_classifier, compile_binary, save_model
-from catsdogs.training import fit, seed_everything
+from catsdogs.training import distribution, fit, seed_everything
 
 
 def main():
     p = params.load()
+    strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
     backbone, image_size = p.model.backbone, p.model.image_size
     weights = paths.pretrained_weights(backbone, image_size)
     batch_size, seed = p.train.batch_size, p.train.seed
@@ -18,8 +19,9 @@ def main():
 
     seed_everything(seed)
     val, _ = eval_split("val", batch_size, preprocess)
-    model = build_classifier(backbone, image_size, weights, dropout, seed)  # base frozen
-    compile_binary(model, learning_rate)
+    with strategy.scope():  # the model's variables (and the optimizer's) on every device
+        model = build_classifier(backbone, image_size, weights, dropout, seed)  # base frozen
+        compile_binary(model, learning_rate)
     print(f"train_head: {backbone}, {epochs} epochs, {model.count_params():,} parameters")
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
     fit(model, train, val, epochs, seed, paths.HEAD_LIVE)

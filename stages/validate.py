@@ -20,11 +20,12 @@ import io
 import json
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 # catsdogs first: importing it quiets TensorFlow's start-up logs before TensorFlow loads.
 from catsdogs import params, paths
-from catsdogs.data import decode_image
+from catsdogs.data import image_decoder
 from catsdogs.duplicates import copy_reasons, difference_hash, same_pictures
 from catsdogs.files import discard, locked, named, replaced
 
@@ -85,7 +86,7 @@ def decoded_content(data, image_size):
     is more lenient) and, if so, the sha256 and difference hash of the image it gives at
     model.image_size (decode_image, as the decode stage calls it)."""
     try:
-        pixels = decode_image(data, image_size).numpy()
+        pixels = image_decoder(image_size)(data).numpy()
     except Exception:  # tf.errors.OpError for garbage or truncated data; one file never crashes
         return {"decodable": False}
     return {"decodable": True, "decoded_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
@@ -163,9 +164,10 @@ def describe(path, knobs, image_size):
     return row
 
 
-def scan_raw(knobs, image_size):
+def scan_raw(knobs, image_size, workers=None):
     """The metadata table of every file under data/raw (and of each folder that cannot be
-    listed: nothing in it can be judged)."""
+    listed: nothing in it can be judged), in path order. Files are described by `workers`
+    threads at once (None: one per CPU core)."""
     files, folders = [], []
 
     def unreadable(error):  # os.walk cannot list it; a data/raw that vanished is not judged
@@ -183,10 +185,15 @@ def scan_raw(knobs, image_size):
     Image.MAX_IMAGE_PIXELS = None
     Image.init()  # every plugin's magic-number check, for claimed_format()
     rows = []
-    for count, path in enumerate(sorted(files), 1):
-        rows.append(describe(path, knobs, image_size))
-        if count % PROGRESS_EVERY == 0:
-            print(f"validate: scanned {count}/{len(files)} files")
+    # Threads, not processes: reading, hashing, Pillow and TensorFlow's decoding release the
+    # GIL, so threads use every core without a fork after TensorFlow loaded (which can
+    # deadlock) or a spawned worker's start-up. map gives the rows in path order.
+    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+        described = pool.map(lambda path: describe(path, knobs, image_size), sorted(files))
+        for count, row in enumerate(described, 1):
+            rows.append(row)
+            if count % PROGRESS_EVERY == 0:
+                print(f"validate: scanned {count}/{len(files)} files")
     table = pd.DataFrame(rows + folders, columns=COLUMNS + ["min_side", "dhash", "problem"])
     return table.astype({c: "Int64" for c in ("width", "height", "min_side", "pixels", "bytes")})
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from catsdogs import params as P
 from catsdogs import paths as project_paths
-from catsdogs.data import (TrainingData, augmentation, decode_files,
-                           decode_image, eval_dataset, eval_split, load_decoded, read_split,
-                           save_decoded, train_dataset)
+from catsdogs.data import (DecodedImages, TrainingData, augmentation, augmented_eval_dataset,
+                           decode_files, decode_image, decoded_rows, eval_dataset, eval_split,
+                           load_decoded, read_split, save_decoded, train_dataset)
 from conftest import ROOT
 
 PREPROCESS = keras.applications.mobilenet_v2.preprocess_input
@@ -113,32 +113,99 @@ def test_saved_decoded_arrays_load_back_unchanged(solid_files, tmp_path, monkeyp
     images = decode_files(paths, 16)
     monkeypatch.chdir(tmp_path)
     save_decoded("train", images, pd.Series(labels))
-    assert (tmp_path / "data" / "decoded" / "train.npz").is_file()
+    assert (tmp_path / "data" / "decoded" / "train.images.npy").is_file()
+    assert (tmp_path / "data" / "decoded" / "train.labels.npy").is_file()
     loaded_images, loaded_labels = load_decoded("train")
     np.testing.assert_array_equal(loaded_images, images)
     assert loaded_images.dtype == np.uint8
     np.testing.assert_array_equal(loaded_labels, np.array(labels, dtype=np.float32))
     assert loaded_labels.dtype == np.float32
     # Colour i is still at row i, with label i % 2.
-    np.testing.assert_array_equal(loaded_images[:, 0, 0], np.array(COLOURS, dtype=np.uint8))
+    np.testing.assert_array_equal(loaded_images[:][:, 0, 0], np.array(COLOURS, dtype=np.uint8))
 
 
 def test_load_decoded_refuses_pickled_object_arrays(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     project_paths.DECODED.mkdir(parents=True)
-    np.savez(project_paths.DECODED / "evil.npz", images=np.array([{"a": 1}, None], dtype=object),
-             labels=np.zeros(2, dtype=np.float32))
-    with pytest.raises(ValueError):
+    np.save(project_paths.DECODED / "evil.images.npy", np.array([{"a": 1}, None], dtype=object),
+            allow_pickle=True)
+    np.save(project_paths.DECODED / "evil.labels.npy", np.zeros(2, dtype=np.float32))
+    with pytest.raises(ValueError, match="not uint8"):
         load_decoded("evil")
 
 
 def test_a_split_not_decoded_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     save_decoded("val", np.zeros((1, 8, 8, 3), np.uint8), [0.0])
-    with pytest.raises(FileNotFoundError, match=r"test\.npz"):
+    with pytest.raises(FileNotFoundError, match=r"test\.images\.npy"):
         load_decoded("test")
-    with pytest.raises(FileNotFoundError, match=r"test\.npz"):
+    with pytest.raises(FileNotFoundError, match=r"test\.images\.npy"):
         eval_split("test", 4, identity)
+
+
+def test_decode_writes_a_plain_npy_row_by_row(solid_files, tmp_path):
+    paths, labels = solid_files
+    save_decoded("train", decoded_rows(paths, 16), labels, folder=tmp_path)  # a one-pass stream
+    # Any numpy reads the files, without pickle: the images as decode_files gives them.
+    np.testing.assert_array_equal(np.load(tmp_path / "train.images.npy", allow_pickle=False),
+                                  decode_files(paths, 16))
+    saved_labels = np.load(tmp_path / "train.labels.npy", allow_pickle=False)
+    assert saved_labels.dtype == np.float32 and list(saved_labels) == labels
+
+
+def test_save_decoded_refuses_rows_that_do_not_match_the_labels(tmp_path):
+    with pytest.raises(ValueError, match="2 images for 3 labels"):
+        save_decoded("val", np.zeros((2, 8, 8, 3), np.uint8), [0.0, 1.0, 0.0], folder=tmp_path)
+    with pytest.raises(ValueError, match="row 1"):
+        save_decoded("val", [np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)],
+                     [0.0, 1.0], folder=tmp_path)
+
+
+@pytest.fixture
+def on_disk(tmp_path):
+    """(in-memory images, the same rows as a DecodedImages read from disk, labels)."""
+    images = np.random.default_rng(0).integers(0, 256, (23, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(23, dtype=np.float32) % 2
+    save_decoded("train", images, labels, folder=tmp_path)
+    return images, DecodedImages(tmp_path / "train.images.npy"), labels
+
+
+@pytest.mark.parametrize("key", [0, 22, -1, slice(None), slice(5, 12), slice(None, None, 7),
+                                 slice(20, 2, -3), slice(30, 40), [3, 1, 3, 22],
+                                 np.arange(4, 9), np.array([], int), np.array([[1, 2], [0, 5]])])
+def test_rows_read_from_disk_are_the_arrays_rows(on_disk, key):
+    images, stored, _ = on_disk
+    assert len(stored) == 23 and stored.shape == images.shape
+    rows = stored[key]
+    assert rows.dtype == np.uint8
+    np.testing.assert_array_equal(rows, images[key])
+
+
+@pytest.mark.parametrize("key", [23, -24, [0, 23]])
+def test_rows_out_of_range_are_refused(on_disk, key):
+    with pytest.raises(IndexError):
+        on_disk[1][key]
+
+
+def test_batches_from_disk_equal_batches_from_memory(on_disk):
+    """The same rows, order and augmentation draws whichever way the images are held."""
+    images, stored, labels = on_disk
+    augment = augmentation(20, 0.2, True)
+    for epoch in (0, 3):
+        memory, disk = (train_dataset(x, labels, 5, PREPROCESS, augment, 7)
+                        for x in (images, stored))
+        memory.epoch.assign(epoch)
+        disk.epoch.assign(epoch)
+        for a, b in zip(one_pass(memory.batches)[1], one_pass(disk.batches)[1]):
+            np.testing.assert_array_equal(a, b)
+    for make in (lambda x: eval_dataset(x, labels, 5, PREPROCESS),
+                 lambda x: augmented_eval_dataset(x, labels, 5, PREPROCESS, augment,
+                                                  tf.Variable(2, dtype=tf.int64), 7)):
+        batches = [one_pass(make(x))[0] for x in (images, stored)]
+        assert [x.shape for x, _ in batches[0]] == [x.shape for x, _ in batches[1]]
+        for (a, a_labels), (b, b_labels) in zip(*batches):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a_labels, b_labels)
 
 
 # ---- eval_dataset ----------------------------------------------------------------------

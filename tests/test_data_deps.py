@@ -20,7 +20,7 @@ def decoded_row(project, relative):
         frame = pd.read_csv(project / f"data/split/{split}.csv", dtype=str, keep_default_na=False)
         rows = np.flatnonzero(frame["path"] == f"data/raw/{relative}")
         if len(rows):
-            return np.load(project / f"data/decoded/{split}.npz")["images"][rows[0]]
+            return np.load(project / f"data/decoded/{split}.images.npy")[rows[0]]
     raise AssertionError(f"{relative} is in no split")
 
 

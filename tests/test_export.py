@@ -45,7 +45,7 @@ def make_exported_project(root, write_params):
         model = build_classifier(backbone, size, None, raw["train_head"]["dropout"],
                                  raw["train"]["seed"])
         train_images, train_labels = load_decoded("train")
-        inputs = BACKBONES[backbone].preprocess(train_images.astype("float32"))
+        inputs = BACKBONES[backbone].preprocess(train_images[:].astype("float32"))
         set_batchnorm_statistics(find_base(model), inputs)
         compile_binary(model, HEAD_LEARNING_RATE)
         model.fit(inputs, train_labels, epochs=HEAD_EPOCHS, verbose=0)
@@ -88,6 +88,7 @@ def in_project(project, monkeypatch):
 
 def test_float_formats_match_the_keras_model_and_int8_mostly_agrees(in_project):
     images, labels = load_decoded("test")
+    images = images[:]  # all rows, read from disk
     keras_p = serving.load(paths.FINAL_MODEL)(images)
     assert 0 < keras_p.min() < 0.5 < keras_p.max() < 1  # a model that tells them apart
     for path in (paths.SAVED_MODEL, paths.TFLITE_FLOAT32):
@@ -102,6 +103,7 @@ def test_float_formats_match_the_keras_model_and_int8_mostly_agrees(in_project):
 def test_metrics_hold_accuracy_agreement_and_size_per_format_and_no_timings(in_project):
     metrics = json.loads((paths.EXPORT_REPORTS / "metrics.json").read_text())
     images, labels = load_decoded("test")
+    images = images[:]  # all rows, read from disk
     assert metrics["test_images"] == len(labels)
     keras_says_dog = serving.load(paths.FINAL_MODEL)(images) >= 0.5
     for name, path in stages.export.FORMATS.items():

@@ -29,7 +29,7 @@ def good_run(tmp_path, monkeypatch, write_params):
     split.main()
     decode.main()
     assert paths.MANIFEST.is_file() and all(f.is_file() for f in SPLIT_FILES)
-    assert len(list(paths.DECODED.glob("*.npz"))) == len(paths.SPLITS)
+    assert len(list(paths.DECODED.glob("*.images.npy"))) == len(paths.SPLITS)
     return tmp_path
 
 

@@ -142,6 +142,20 @@ def test_metrics(project):
     assert not (root / "reports/validate/summary.md").exists()  # no longer written
 
 
+def test_files_described_in_parallel_give_the_serial_table(project):
+    """Threads describe the files; the table (and so every output) is the one-thread one,
+    row for row in path order."""
+    root, _, _ = project
+    p = validate.params.load(root / "params.yaml")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+        serial, parallel = (validate.scan_raw(p.validate_, p.model.image_size, workers=n)
+                            for n in (1, 4))
+    assert list(serial["path"]) == sorted(serial["path"])
+    pd.testing.assert_frame_equal(parallel, serial)
+
+
 def test_gx_result_reports_the_failed_expectations(project):
     root, _, _ = project
     result = json.loads((root / "reports/validate/gx_result.json").read_text())
