@@ -1,9 +1,11 @@
-"""Fixtures: tiny, learnable image folders made on the fly, params files, a copy of the project."""
+"""Fixtures: tiny, learnable image folders made on the fly, params files, a copy of the project,
+and one tiny project reproduced once per session (`dvc repro` is most of the suite's time)."""
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -103,6 +105,56 @@ def make_project(repo, dataset, write_params):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "project"], repo)
     return repo
+
+
+# What the session's reproduced project changes in tiny_params: efficientnet_b0 (weights=None)
+# is the one compare backbone; it goes through the same code path as the others.
+REPRODUCED_CHANGES = {"compare__backbones": ["efficientnet_b0"]}
+
+
+class Reproduced(NamedTuple):
+    path: Path     # the project: git + DVC repo, its results committed
+    dataset: Path  # its fetch.path
+    output: str    # what `dvc repro` printed
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory, write_params):
+    """A tiny project (tiny_params with REPRODUCED_CHANGES) after ONE full `dvc repro`, its
+    results committed. Shared by the whole session: read it, never change it; a test that
+    runs anything in a project works on copy_project(reproduced_project.path, ...)."""
+    root = tmp_path_factory.mktemp("reproduced")
+    dataset = make_dataset(root / "tiny_dataset")
+    repo = make_project(root / "project", dataset, write_params)
+    write_params(repo, dataset, **REPRODUCED_CHANGES)
+    output = dvc(repo, "repro")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results of dvc repro"], repo)
+    yield Reproduced(repo, dataset, output)
+    # A test that changed it would have changed what later tests start from.
+    assert run(["git", "status", "--porcelain"], repo).stdout == "", "a test changed it"
+
+
+def copy_project(source, target):
+    """source (a project folder) copied whole to target: workspace, .git, .dvc/cache and the
+    run-cache; not .dvc/tmp (locks, DVC's scratch). DVC rehashes the copied files."""
+    skip_tmp = lambda folder, names: ["tmp"] if Path(folder) == Path(source, ".dvc") else []
+    shutil.copytree(source, target, symlinks=True, ignore=skip_tmp)
+    return Path(target)
+
+
+@pytest.fixture
+def reproduced_copy(reproduced_project, tmp_path):
+    """A copy of the session's reproduced project, this test's to change."""
+    return copy_project(reproduced_project.path, tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def exported_project(tmp_path_factory, write_params):
+    """test_export.make_exported_project's folder, made once: test_export and test_predict
+    each work on a copy (shutil.copytree) of it."""
+    from test_export import make_exported_project
+    return make_exported_project(tmp_path_factory.mktemp("exported") / "project", write_params)
 
 
 def run(command, cwd, check=True):

@@ -5,6 +5,7 @@ second export writes the same bytes (dvc.lock must not change on a rerun)."""
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -76,8 +77,9 @@ def set_batchnorm_statistics(base, inputs):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, write_params):
-    return make_exported_project(tmp_path_factory.mktemp("export") / "project", write_params)
+def project(exported_project, tmp_path_factory):
+    """A copy of conftest's exported_project (made by make_exported_project)."""
+    return shutil.copytree(exported_project, tmp_path_factory.mktemp("export") / "project")
 
 
 @pytest.fixture

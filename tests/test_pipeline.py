@@ -27,12 +27,13 @@ def ran(output, stage):
     return f"Running stage '{stage}'" in output
 
 
-def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project, tiny_dataset,
+def test_repro_runs_every_stage_then_only_what_a_param_change_touches(reproduced_project,
+                                                                     reproduced_copy,
                                                                      write_params):
-    # efficientnet_b0 with weights=None goes through the same code path as the others.
-    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"])
-
-    first = dvc(project, "repro")
+    # The first `dvc repro` (every stage from scratch, compare with efficientnet_b0) is the
+    # session's reproduced_project: its output, and its results in this test's copy.
+    first, project = reproduced_project.output, reproduced_copy
+    dataset = reproduced_project.dataset
     assert [s for s in STAGES if not ran(first, s)] == []
     assert [p for p in OUTPUTS if not (project / p).exists()] == []
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
@@ -57,7 +58,7 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project, t
         used = {d["path"]: d["md5"] for d in lock[stage]["deps"]}
         assert used[weights] == written[weights], stage
 
-    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
+    write_params(project, dataset, compare__backbones=["efficientnet_b0"],
                  finetune__learning_rate=0.0001)
     second = dvc(project, "repro")
     rerun = [s for s in STAGES if ran(second, s)]
@@ -65,11 +66,11 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(project, t
     assert "up to date" in dvc(project, "status", "dvc.yaml")
 
     # The intervals' params retrain nothing: only the stages that report reruns.
-    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
+    write_params(project, dataset, compare__backbones=["efficientnet_b0"],
                  finetune__learning_rate=0.0001, evaluate__bootstrap_resamples=500)
     status = dvc(project, "status", "dvc.yaml")
     assert [s for s in STAGES if f"{s}:" in status] == ["evaluate", "compare_report"], status
-    write_params(project, tiny_dataset, compare__backbones=["efficientnet_b0"],
+    write_params(project, dataset, compare__backbones=["efficientnet_b0"],
                  finetune__learning_rate=0.0001)
 
     # A forced rerun of everything changes nothing that is tracked: metrics hold what the

@@ -5,17 +5,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pr_report.py"
 # `python` in the stage's cmd must be this interpreter (it has pyyaml), venv activated or not.
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1",
        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
 
-# One stage that turns params into a metrics file kept in git (cache: false), like the real pipeline.
+# One stage that turns params into a metrics file and dvclive-style learning curves (one row
+# per epoch) kept in git (cache: false), with dvc.yaml's top-level plot ids, like the pipeline:
+# the fine-tuning curves follow the epochs, the frozen-head ones never change.
 TRAIN_PY = """\
-import json, yaml
+import json, os, yaml
 epochs = yaml.safe_load(open("params.yaml"))["train"]["epochs"]
 json.dump({"accuracy": epochs / 10, "loss": 0.5}, open("metrics.json", "w"))
+for phase, rows in (("head", [0.5, 0.6]), ("finetune", [e / 10 for e in range(epochs)])):
+    for split, shift in (("train", 0.1), ("eval", 0.0)):
+        os.makedirs(f"live/{phase}/{split}", exist_ok=True)
+        with open(f"live/{phase}/{split}/accuracy.tsv", "w") as tsv:
+            tsv.write("step\\taccuracy\\n")
+            tsv.writelines(f"{step}\\t{value + shift}\\n" for step, value in enumerate(rows))
 """
 DVC_YAML = """\
 stages:
@@ -28,6 +37,20 @@ stages:
     metrics:
       - metrics.json:
           cache: false
+    plots:
+      - live:
+          cache: false
+plots:
+  - Learning curves, frozen head:
+      x: step
+      y:
+        live/head/train/accuracy.tsv: accuracy
+        live/head/eval/accuracy.tsv: accuracy
+  - Learning curves, fine-tuning:
+      x: step
+      y:
+        live/finetune/train/accuracy.tsv: accuracy
+        live/finetune/eval/accuracy.tsv: accuracy
 """
 
 
@@ -107,6 +130,23 @@ def test_plots_are_embedded_and_missing_ones_skipped(repo):
     assert "![roc](../reports/evaluate/roc.png)" in report  # relative to the report file
     assert "reports/missing.png: not found, skipped" in report
     assert "0.4" in report and "0.8" in report
+
+
+def test_changed_learning_curves_are_drawn_base_dashed_head_solid(repo):
+    out = repo / "out" / "report.md"
+    result = pr_report(repo, "HEAD~1", "HEAD", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = out.read_text()
+    section = report.split("## Learning curves")[1].split("## ")[0]
+    assert "![learning curves fine tuning](pr_report_plots/learning_curves_fine_tuning.png)" \
+        in section
+    assert "_Unchanged: `Learning curves, frozen head`._" in section  # named, not drawn
+    assert sorted(p.name for p in (out.parent / "pr_report_plots").iterdir()) == \
+        ["learning_curves_fine_tuning.png"]
+    with Image.open(out.parent / "pr_report_plots" / "learning_curves_fine_tuning.png") as image:
+        assert image.format == "PNG" and image.width >= 600 and image.height >= 300
+        assert len(image.convert("RGB").getcolors(1 << 16)) > 50  # drawn, not a blank canvas
+    assert not (repo / "dvc_plots").exists()  # dvc plots diff leaves nothing behind
 
 
 def test_unknown_revision_fails_with_clear_message(repo):

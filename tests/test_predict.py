@@ -2,6 +2,7 @@
 project, and on real photos with the real model when the seeded Keras cache is there."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,7 +14,7 @@ from PIL import Image
 from catsdogs import paths, predict, serving
 from catsdogs.data import decode_image
 from conftest import CLASS_TINT, ROOT, write_image
-from test_export import REAL_FLOAT_TOLERANCE, make_exported_project
+from test_export import REAL_FLOAT_TOLERANCE
 
 MODELS = [paths.FINAL_MODEL, paths.SAVED_MODEL, paths.TFLITE_FLOAT32, paths.TFLITE_INT8]
 # Each line the command prints, rounded as printed.
@@ -21,9 +22,11 @@ PRINTED_DECIMALS = 3
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, write_params):
-    """An exported tiny project, and photos/: JPEG, PNG, BMP, GIF, one grayscale, one large."""
-    root = make_exported_project(tmp_path_factory.mktemp("predict") / "project", write_params)
+def project(exported_project, tmp_path_factory):
+    """An exported tiny project (a copy of conftest's exported_project, which
+    test_export.make_exported_project made), and photos/: JPEG, PNG, BMP, GIF, one grayscale,
+    one large."""
+    root = shutil.copytree(exported_project, tmp_path_factory.mktemp("predict") / "project")
     rng = np.random.default_rng(3)
     photos = root / "photos"
     for i, (fmt, suffix, size) in enumerate([("JPEG", ".jpg", (48, 40)), ("PNG", ".png", (64, 64)),
