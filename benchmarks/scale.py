@@ -24,16 +24,17 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
+from dvc.repo import Repo
 import yaml
 from PIL import Image
 
@@ -164,55 +165,21 @@ def make_project(project, source, smallest_class, source_mb):
     validate = raw["validate"]
     validate["min_images_per_class"] = min(validate["min_images_per_class"], smallest_class)
     (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    Repo.init(str(project), no_scm=True).close()  # for DVC's graph of the stages (commands)
     return raw
 
 
-def commands(project, raw, target, wanted=None):
-    """{stage: its dvc.yaml command with ${...} filled in from params}, in dvc.yaml's order:
-    target and the stages whose outputs it needs, directly or not (or the wanted ones)."""
-    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-
-    def filled(text):
-        def value(match):
-            found = raw
-            for key in match.group(1).split("."):
-                found = found[key]
-            return str(found)
-        return re.sub(r"\$\{([\w.]+)\}", value, str(text))
-
-    def paths(entries):
-        names = (next(iter(entry)) if isinstance(entry, dict) else entry
-                 for entry in entries or [])
-        return [Path(filled(name)) for name in names]
-
-    plain = {name: stage for name, stage in stages.items()  # matrix stages: not needed
-             if "cmd" in stage and not {"matrix", "foreach"} & set(stage)}
-    outs = {name: paths(stage.get("outs")) + paths(stage.get("metrics"))
-            for name, stage in plain.items()}
-
-    def makes(name, dep):
-        return any(dep == out or out in dep.parents or dep in out.parents for out in outs[name])
-
-    if wanted is None:
-        if target not in plain:
-            sys.exit(f"dvc.yaml has no stage {target}")
-        wanted, todo = {target}, [target]
-        while todo:
-            for dep in paths(plain[todo.pop()].get("deps")):
-                for name in plain:
-                    if name not in wanted and makes(name, dep):
-                        wanted.add(name)
-                        todo.append(name)
-    else:
-        for name in set(wanted) - set(plain):
-            print(f"  note: dvc.yaml has no stage {name}: skipped")
-    found = {}
-    for name in plain:
-        if name in wanted:
-            command = plain[name]["cmd"]
-            command = " && ".join(command) if isinstance(command, list) else command
-            found[name] = filled(command)
-    return found
+def commands(project, target, wanted=None):
+    """{stage: its command, ${...} filled in}, in dvc.yaml's order: target and the stages whose
+    outputs it needs, directly or not (or the wanted ones), as DVC's own graph has them."""
+    with chdir(project), Repo() as repo:  # stage names are relative to the working folder
+        if wanted is None:
+            wanted = {stage.addressing for stage in repo.stage.collect(target, with_deps=True)}
+        stages = [stage for stage in repo.index.stages if stage.addressing in wanted]
+    for name in sorted(set(wanted) - {stage.addressing for stage in stages}):
+        print(f"  note: dvc.yaml has no stage {name}: skipped")
+    return {stage.addressing: " && ".join(stage.cmd) if isinstance(stage.cmd, list)
+            else stage.cmd for stage in stages}
 
 
 def timed(command, cwd, log):
@@ -346,7 +313,7 @@ def main():
             print(f"{label(multiple)}: {images:,} images, {source_mb:,.0f} MB, project "
                   f"{project}", flush=True)
             rows = []
-            for stage, command in commands(project, raw, TARGET, args.stages).items():
+            for stage, command in commands(project, TARGET, args.stages).items():
                 print(f"  {stage} ...", end=" ", flush=True)
                 load = os.getloadavg()[0]
                 seconds, peak = timed(command, project, project / f"{stage}.log")

@@ -157,11 +157,16 @@ def exported_project(tmp_path_factory, write_params):
     return make_exported_project(tmp_path_factory.mktemp("exported") / "project", write_params)
 
 
+def project_env(project):
+    """The environment commands run with in a project: its code importable, no analytics,
+    and this interpreter first on PATH (the stages call `python`)."""
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def run(command, cwd, check=True):
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd)}
-    # The stages call `python`: make it this interpreter.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, env=project_env(cwd), capture_output=True,
+                            text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import dvc, make_dataset, make_project
+from conftest import dvc, make_dataset, make_project, project_env
 
 EPOCHS = 4
 HISTORY = "reports/train_head/plots/metrics/train/loss.tsv"
@@ -111,12 +111,10 @@ def test_killed_stage_resumes_from_its_last_epoch_and_ends_as_a_straight_run(tra
     del lock["stages"]["train_head"]
     (project / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
 
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
-    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env['PATH']}"
     # --no-run-cache: these params ran before (the straight run), and DVC would restore
     # that run's outputs from its run-cache instead of training.
     repro = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "--no-run-cache", "train_head"],
-                             cwd=project, env=env, start_new_session=True,
+                             cwd=project, env=project_env(project), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while logged_epochs(project) < 2 and repro.poll() is None:

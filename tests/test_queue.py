@@ -5,13 +5,11 @@ TF_NUM_INTEROP_THREADS set there cap each worker's TensorFlow thread pools (Tens
 them at start-up) and two workers do not oversubscribe the cores.
 """
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from conftest import dvc, run
+from conftest import dvc, project_env, run
 
 DVC = [sys.executable, "-m", "dvc"]
 
@@ -38,13 +36,11 @@ def start_workers(project, jobs):
     """`dvc queue start -j jobs`. Its output goes to a file, not a pipe: the workers it
     leaves running keep its stdout and stderr open, so reading a pipe to its end (as
     subprocess.run(capture_output=True) does) would wait for them to finish."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(project)}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     log = project.parent / "queue_start.log"
     with open(log, "w") as out:
-        subprocess.run([*DVC, "queue", "start", "-j", str(jobs)], cwd=project, env=env,
-                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                       check=True, timeout=120)
+        subprocess.run([*DVC, "queue", "start", "-j", str(jobs)], cwd=project,
+                       env=project_env(project), stdout=out, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, check=True, timeout=120)
     return log.read_text()
 
 

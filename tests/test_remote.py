@@ -4,7 +4,6 @@ on tiny data (a copy of conftest's reproduced_project), is pushed (with
 scripts/push_results.py: every stage's run-cache), and fresh git clones pull it back, or
 reproduce a pull request's change as .github/workflows does.
 """
-import os
 import re
 import shutil
 import socket
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, dvc, run
+from conftest import ROOT, copy_project, dvc, project_env, run
 
 BUCKET = "dvc-remote"
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
@@ -137,9 +136,8 @@ def test_the_pr_workflow_reruns_shares_and_reports_only_what_a_param_change_affe
                "secrets.GITHUB_TOKEN": "unused", "github.base_ref": "base-branch"}
     outputs = {}
     for name, script, step_env in workflow_steps(context):
-        env = {**os.environ, **step_env, "PYTHONPATH": str(ci),
-               "AWS_ENDPOINT_URL": s3_endpoint,  # moto standing in for AWS
-               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        env = {**project_env(ci), **step_env,
+               "AWS_ENDPOINT_URL": s3_endpoint}  # moto standing in for AWS
         result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                                 cwd=ci, env=env, capture_output=True, text=True)
         assert result.returncode == 0, f"step {name!r}:\n{result.stdout}\n{result.stderr}"
