@@ -3,6 +3,7 @@ at 1x, 4x and 16x the real dataset, on synthetic photo-like JPEGs.
 
     KERAS_HOME=/path/to/keras_home nice -n 10 python benchmarks/scale.py [--sizes 1 4 16]
         [--workdir DIR] [--keep] [--out benchmarks/results] [--note "what else ran"]
+        [--before GIT_REF]
 
 The real dataset (cats_and_dogs_filtered) holds 1,000 train and 500 validation images per
 class, JPEGs of 190-500 px sides, 22 KB on average (65 MB in all). This script generates
@@ -15,6 +16,9 @@ with fetch.url null, fetch.path the synthetic folder and one epoch per training 
 today), in dvc.yaml's order, each as dvc.yaml's command in its own process from the project
 folder: wall time, and peak resident memory from the kernel (os.wait4: the largest process
 of the stage's tree). DVC itself is not run, so its hashing and caching are not counted.
+With --before REF, each N also runs the data stages (up to decode) of the code at git REF,
+in a project of its own on the same images, right after this code's: the data stages'
+speed-up measured in one run, on one machine state.
 
 Writes <out>/scale.json and scale.md: stage x N seconds and MiB, and the ratios to the
 smallest N. Generated data and projects go to --workdir (a temporary folder by default),
@@ -42,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROJECT_FILES = ["catsdogs", "stages", "dvc.yaml", "params.yaml"]
 TARGET = "finetune"  # the stages run: this one and every stage it needs, from dvc.yaml
+DATA_TARGET = "decode"  # with --before: this one and the stages it needs, old code and new
+COMPARED = ["validate", "decode"]  # the data work whose speed-up --before reports
 # The real dataset, per class: images in its train/ and validation/ folders.
 REAL_COUNTS = {"train": 1000, "validation": 500}
 CLASSES = {"cats": (150, 120, 100), "dogs": (110, 115, 130)}  # a mild mean tint per class
@@ -145,11 +151,16 @@ def subset(pool, source, multiple):
 
 # ---- projects and stages ---------------------------------------------------------------
 
-def make_project(project, source, smallest_class, source_mb):
-    """A copy of the project reading source, one epoch per training phase."""
+def make_project(project, source, smallest_class, source_mb, ref=None):
+    """A copy of the project (this working tree's, or git ref's) reading source, one epoch
+    per training phase."""
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
-    for name in PROJECT_FILES:
+    if ref:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *PROJECT_FILES],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
+    for name in [] if ref else PROJECT_FILES:
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, project / name,
                             ignore=shutil.ignore_patterns("__pycache__"))
@@ -180,6 +191,19 @@ def commands(project, target, wanted=None):
         print(f"  note: dvc.yaml has no stage {name}: skipped")
     return {stage.addressing: " && ".join(stage.cmd) if isinstance(stage.cmd, list)
             else stage.cmd for stage in stages}
+
+
+def run_stages(project, target, wanted=None):
+    """Each stage's row (seconds, peak MiB, the load before it), run in dvc.yaml's order."""
+    rows = []
+    for stage, command in commands(project, target, wanted).items():
+        print(f"  {stage} ...", end=" ", flush=True)
+        load = os.getloadavg()[0]
+        seconds, peak = timed(command, project, project / f"{stage}.log")
+        rows.append({"stage": stage, "seconds": round(seconds, 1), "peak_mib": round(peak),
+                     "load_1min_before": round(load, 2)})
+        print(f"{seconds:.1f} s, peak {peak:.0f} MiB", flush=True)
+    return rows
 
 
 def timed(command, cwd, log):
@@ -265,7 +289,30 @@ def table(report):
         f"{report['load_before']} before, {report['load_after']} after."
         + (f" {report['note']}" if report.get("note") else ""),
     ]
-    return "\n".join(lines + notes) + "\n"
+    return "\n".join(lines + notes + speedup(report)) + "\n"
+
+
+def speedup(report):
+    """With --before: the compared stages' seconds and peak MiB, old code and this code,
+    and the speed-up of their sum."""
+    runs = [run for run in report["runs"] if "before" in run]
+    if not runs:
+        return []
+    lines = ["", f"Data work against `{report['before']}` (same images, same run): "
+             f"{' + '.join(COMPARED)}, seconds (peak MiB).", "",
+             f"| N | images | {report['before']} | this code | speed-up |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for run in runs:
+        cells = []
+        for rows in (run["before"], run["stages"]):
+            chosen = [row for row in rows if row["stage"] in COMPARED]
+            cells.append((sum(row["seconds"] for row in chosen),
+                          " + ".join(f"{row['seconds']:.1f} ({row['peak_mib']})"
+                                     for row in chosen)))
+        (old, old_text), (new, new_text) = cells
+        lines.append(f"| {label(run['multiple'])} | {run['images']:,} | {old_text} = "
+                     f"{old:.1f} | {new_text} = {new:.1f} | {old / new:.2f} |")
+    return lines
 
 
 def main():
@@ -281,6 +328,8 @@ def main():
                         f"the stages it needs)")
     parser.add_argument("--seed", type=int, default=0, help="of the synthetic images")
     parser.add_argument("--note", default="", help="what else ran on the machine, for the table")
+    parser.add_argument("--before", metavar="GIT_REF", help="also run the data stages of this "
+                        "commit's code, for their speed-up (e.g. the last commit before a change)")
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
     if sizes[0] <= 0:
@@ -296,7 +345,11 @@ def main():
     made = [workdir] if args.workdir is None else [workdir / n for n in ("pool", "sources",
                                                                          "projects")]
     print(f"workdir {workdir}")
+    if args.before:  # a bad ref stops here, not after the generation
+        subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
+                        f"{args.before}^{{commit}}"], check=True, stdout=subprocess.DEVNULL)
     report = {"sizes": sizes, "seed": args.seed, "machine": machine(), "note": args.note,
+              "before": args.before,
               "load_before": [round(x, 2) for x in os.getloadavg()], "runs": []}
     try:
         print(f"generating {label(sizes[-1])} the real dataset ...", flush=True)
@@ -312,19 +365,18 @@ def main():
                           batch_size=raw["train"]["batch_size"])
             print(f"{label(multiple)}: {images:,} images, {source_mb:,.0f} MB, project "
                   f"{project}", flush=True)
-            rows = []
-            for stage, command in commands(project, TARGET, args.stages).items():
-                print(f"  {stage} ...", end=" ", flush=True)
-                load = os.getloadavg()[0]
-                seconds, peak = timed(command, project, project / f"{stage}.log")
-                rows.append({"stage": stage, "seconds": round(seconds, 1),
-                             "peak_mib": round(peak), "load_1min_before": round(load, 2)})
-                print(f"{seconds:.1f} s, peak {peak:.0f} MiB", flush=True)
-            report["runs"].append({"multiple": multiple, "images": images,
-                                   "per_class": counts, "source_mb": round(source_mb, 1),
-                                   "stages": rows})
+            run = {"multiple": multiple, "images": images, "per_class": counts,
+                   "source_mb": round(source_mb, 1),
+                   "stages": run_stages(project, TARGET, args.stages)}
+            if args.before:
+                before = workdir / "projects" / f"{label(multiple)}-before"
+                make_project(before, source, min(counts.values()), source_mb, args.before)
+                print(f"{label(multiple)}, the data stages of {args.before}:", flush=True)
+                run["before"] = run_stages(before, DATA_TARGET)
+            report["runs"].append(run)
             if not args.keep:  # its data/ and models/ can be GBs
-                shutil.rmtree(project)
+                for folder in (project, workdir / "projects" / f"{label(multiple)}-before"):
+                    shutil.rmtree(folder, ignore_errors=True)
     finally:
         if not args.keep:
             for path in made:

@@ -24,7 +24,9 @@ BLOCKS = {
     "SPEED": [("Wall time and peak memory per stage, full default run",
                "benchmarks/results/pipeline_time.md"),
               ("Training time per backbone, last full run", "benchmarks/results/training_time.md"),
-              ("Training throughput by input pipeline", "benchmarks/results/throughput.md")],
+              ("Training throughput by input pipeline", "benchmarks/results/throughput.md"),
+              ("Scale: 1x, 4x and 16x the data, one epoch per training phase",
+               "benchmarks/results/scale.md")],
 }
 
 

@@ -1,13 +1,38 @@
-"""Stage decode: each split's images decoded and resized once, reused by every later stage.
+"""Stage decode: each split's images, in the row order of data/split/<split>.csv, reused by
+every later stage.
 
 data/decoded/<split>.images.npy holds uint8 images (N, size, size, 3) and <split>.labels.npy
-float labels, in the row order of data/split/<split>.csv. Images are written as they are
-decoded, one row at a time: memory stays flat however many there are. Augmentation stays on
-the fly, in training.
+float labels. Nothing is decoded a second time: validate kept every accepted image as the
+training decoder gave it (data/validated/manifest.images.npy, a row per manifest row), and
+each row is checked against the manifest's decoded_sha256 as it is copied. Rows are read and
+written one at a time: memory stays flat however many there are. Augmentation stays on the
+fly, in training.
 """
+import hashlib
+
+import pandas as pd
+
 from catsdogs import params, paths
-from catsdogs.data import decoded_rows, read_split, save_decoded
+from catsdogs.data import PROGRESS_EVERY, DecodedImages, read_split, save_decoded
 from catsdogs.files import discard, replaced, require
+
+VALIDATED_IMAGES = paths.MANIFEST.with_suffix(".images.npy")  # validate writes it
+
+
+def split_rows(split, files, validated, manifest_row, decoded_sha256):
+    """The validated image of each file, in the order given, checked against the manifest."""
+    for count, file in enumerate(files, 1):
+        row = manifest_row.get(file)
+        if row is None:
+            raise SystemExit(f"decode: {file} (data/split/{split}.csv) is not in "
+                             f"{paths.MANIFEST}; rerun python -m stages.split")
+        image = validated[row]
+        if hashlib.sha256(image.tobytes()).hexdigest() != decoded_sha256[row]:
+            raise SystemExit(f"decode: {VALIDATED_IMAGES} row {row} is not the image "
+                             f"{paths.MANIFEST} names for {file}; rerun python -m stages.validate")
+        yield image
+        if count % PROGRESS_EVERY == 0:
+            print(f"decode: {split}: {count}/{len(files)}")
 
 
 def main():
@@ -17,11 +42,21 @@ def main():
     discard(paths.DECODED)
     for split in paths.SPLITS:
         require(paths.SPLIT / f"{split}.csv", "decode", made_by="split")
+    frames = {split: read_split(split, p.classes) for split in paths.SPLITS}
+    require(VALIDATED_IMAGES, "decode", made_by="validate")
+    manifest = pd.read_csv(paths.MANIFEST, usecols=["path", "decoded_sha256"], dtype=str,
+                           keep_default_na=False)
+    validated = DecodedImages(VALIDATED_IMAGES)
+    if validated.shape != (len(manifest), size, size, 3):
+        raise SystemExit(f"decode: {VALIDATED_IMAGES} holds {validated.shape}, not "
+                         f"{len(manifest)} images of {size}x{size}x3 (model.image_size "
+                         f"{size}); rerun python -m stages.validate")
+    manifest_row = {file: row for row, file in enumerate(manifest["path"])}
     with replaced(paths.DECODED) as decoded:  # all splits appear at once, or none
-        for split in paths.SPLITS:
-            frame = read_split(split, p.classes)
-            save_decoded(split, decoded_rows(frame["path"], size, name=split), frame["label"],
-                         folder=decoded)
+        for split, frame in frames.items():
+            rows = split_rows(split, list(frame["path"]), validated, manifest_row,
+                              list(manifest["decoded_sha256"]))
+            save_decoded(split, rows, frame["label"], folder=decoded)
             print(f"decode: {split}: {len(frame)} images, {size}x{size}, "
                   f"{len(frame) * size * size * 3 / 2**20:.0f} MiB")
 

@@ -9,6 +9,8 @@ import pandas as pd
 from catsdogs import params, paths
 from catsdogs.files import discard, replaced, require
 
+MANIFEST_COLUMNS = ["path", "class", "split"]
+
 
 def stratified_split(pool, val_fraction, seed):
     """Per class, a seeded shuffle; the first round(n * val_fraction) images go to val."""
@@ -25,10 +27,17 @@ def stratified_split(pool, val_fraction, seed):
 
 
 def read_manifest(classes):
-    """validate's manifest, every column as text (a class "007", "True" or "NA" stays a name);
-    a row whose class or split this run cannot label stops it, naming the file and row."""
+    """validate's manifest: path, class and split, as text (a class "007", "True" or "NA"
+    stays a name); a row whose class or split this run cannot label stops it, naming the
+    file and row."""
     require(paths.MANIFEST, "split", made_by="validate")
-    manifest = pd.read_csv(paths.MANIFEST, dtype=str, keep_default_na=False)
+    # Only the columns used: the other columns (hashes, sizes) would make memory grow
+    # several times faster with the number of images.
+    try:
+        manifest = pd.read_csv(paths.MANIFEST, usecols=MANIFEST_COLUMNS, dtype=str,
+                               keep_default_na=False)
+    except ValueError as error:  # pandas names the missing columns
+        raise SystemExit(f"split: {paths.MANIFEST}: {error}; rerun python -m stages.validate")
     for row, (path, name, split) in enumerate(zip(manifest["path"], manifest["class"],
                                                   manifest["split"]), start=1):
         if name not in classes or split not in paths.SOURCE_SPLITS:

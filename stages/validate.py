@@ -13,23 +13,30 @@ cannot be read (a FIFO, a device, an unreadable file or folder, a name that is n
 is quarantined with its reason too. One run at a time: fetch and validate hold a lock on
 data/ while they run. A run removes the previous run's outputs first and writes each new
 one whole (a temporary file, then a rename); a run that fails writes no manifest or metrics.
+
+Beside the manifest, manifest.images.npy holds each accepted image as the training decoder
+gave it here (uint8, model.image_size): the decode stage orders these rows by split instead
+of decoding every file a second time.
 """
 import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import stat
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 # catsdogs first: importing it quiets TensorFlow's start-up logs before TensorFlow loads.
 from catsdogs import params, paths
-from catsdogs.data import image_decoder
+from catsdogs.data import image_decoder, save_decoded
 from catsdogs.duplicates import copy_reasons, difference_hash, same_pictures
 from catsdogs.files import discard, locked, named, replaced
 
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from PIL import Image
@@ -38,6 +45,7 @@ REPORT_DIR = paths.VALIDATE_REPORTS
 COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
            "width", "height", "pixels", "bytes", "sha256", "decodable", "decoded_sha256"]
 PROGRESS_EVERY = 500      # files between progress lines
+INTERNAL = ["min_side", "dhash", "problem", "pixels_row"]  # the scan's, not the manifest's
 # COMPLETE lists every failing row; naming rows by path makes gx_result.json readable too.
 REPORTS = ["quarantine.csv", "near_duplicates.csv", "gx_result.json", "metrics.json"]
 RESULT_FORMAT = {"result_format": "COMPLETE", "unexpected_index_column_names": ["path"]}
@@ -83,14 +91,14 @@ def rules(classes, knobs):
 
 def decoded_content(data, image_size):
     """What the model sees of these bytes: whether the training decoder accepts them (Pillow
-    is more lenient) and, if so, the sha256 and difference hash of the image it gives at
-    model.image_size (decode_image, as the decode stage calls it)."""
+    is more lenient) and, if so, the image it gives at model.image_size (decode_image), its
+    sha256 and its difference hash."""
     try:
         pixels = image_decoder(image_size)(data).numpy()
     except Exception:  # tf.errors.OpError for garbage or truncated data; one file never crashes
         return {"decodable": False}
     return {"decodable": True, "decoded_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
-            "dhash": difference_hash(pixels)}
+            "dhash": difference_hash(pixels), "image": pixels}
 
 
 
@@ -164,10 +172,12 @@ def describe(path, knobs, image_size):
     return row
 
 
-def scan_raw(knobs, image_size, workers=None):
+def scan_raw(knobs, image_size, pixels_file, workers=None):
     """The metadata table of every file under data/raw (and of each folder that cannot be
     listed: nothing in it can be judged), in path order. Files are described by `workers`
-    threads at once (None: one per CPU core)."""
+    threads at once (None: one per CPU core). Each decoded image is appended to pixels_file
+    (a binary file) as it comes, never held: its column pixels_row counts the images
+    before it there."""
     files, folders = [], []
 
     def unreadable(error):  # os.walk cannot list it; a data/raw that vanished is not judged
@@ -184,18 +194,24 @@ def scan_raw(knobs, image_size, workers=None):
     # only reads headers, and describe() checks validate.max_pixels before anything decodes.
     Image.MAX_IMAGE_PIXELS = None
     Image.init()  # every plugin's magic-number check, for claimed_format()
-    rows = []
+    rows, pixel_rows = [], 0
     # Threads, not processes: reading, hashing, Pillow and TensorFlow's decoding release the
     # GIL, so threads use every core without a fork after TensorFlow loaded (which can
     # deadlock) or a spawned worker's start-up. map gives the rows in path order.
     with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
         described = pool.map(lambda path: describe(path, knobs, image_size), sorted(files))
         for count, row in enumerate(described, 1):
+            image = row.pop("image", None)
+            if image is not None:
+                pixels_file.write(image.data)
+                row["pixels_row"], pixel_rows = pixel_rows, pixel_rows + 1
             rows.append(row)
             if count % PROGRESS_EVERY == 0:
                 print(f"validate: scanned {count}/{len(files)} files")
-    table = pd.DataFrame(rows + folders, columns=COLUMNS + ["min_side", "dhash", "problem"])
-    return table.astype({c: "Int64" for c in ("width", "height", "min_side", "pixels", "bytes")})
+    pixels_file.flush()  # for readers of its descriptor (os.pread)
+    table = pd.DataFrame(rows + folders, columns=COLUMNS + INTERNAL)
+    return table.astype({c: "Int64" for c in ("width", "height", "min_side", "pixels", "bytes",
+                                              "pixels_row")})
 
 
 def run_great_expectations(table, expectations):
@@ -241,7 +257,30 @@ def judge(classes, knobs, image_size):
     # A previous run's outputs go first: a run that fails (an exception, too few images)
     # leaves no manifest or metrics to be taken for its own, and split then stops.
     discard(paths.MANIFEST.parent, *(REPORT_DIR / name for name in REPORTS))
-    table = scan_raw(knobs, image_size)
+    # The decoded images wait in an unnamed file in data/ (on disk, not in memory) until the
+    # accepted ones are known.
+    with tempfile.TemporaryFile(dir=paths.RAW.parent) as pixels_file:
+        table = scan_raw(knobs, image_size, pixels_file)
+        accepted, metrics = judged(table, classes, knobs, image_size)
+        with replaced(paths.MANIFEST.parent) as folder:
+            folder.mkdir()
+            accepted.drop(columns=INTERNAL).to_csv(folder / paths.MANIFEST.name, index=False)
+            labels = accepted["class"].map({name: i for i, name in enumerate(sorted(classes))})
+            rows = (read_row(pixels_file, row, image_size) for row in accepted["pixels_row"])
+            save_decoded(paths.MANIFEST.stem, rows, labels, folder=folder)
+    write(REPORT_DIR / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+
+def read_row(file, row, image_size):
+    """Image number `row` of the scan's pixels file."""
+    shape = (image_size, image_size, 3)
+    data = os.pread(file.fileno(), math.prod(shape), row * math.prod(shape))
+    return np.frombuffer(data, np.uint8).reshape(shape)
+
+
+def judged(table, classes, knobs, image_size):
+    """(the accepted rows of the table, the metrics), once the reports are written; stops
+    the run if too few are accepted."""
     per_file = rules(classes, knobs)
     for index, (expectation, _) in enumerate(per_file):
         expectation.meta = {"rule": index}
@@ -255,9 +294,8 @@ def judge(classes, knobs, image_size):
         E.ExpectTableRowCountToBeBetween(min_value=min_rows)])
     table, near = quarantine(table, result, [reason for _, reason in per_file], knobs,
                              image_size)
-    internal = ["min_side", "dhash", "problem"]
-    accepted = table[table["reason"] == ""].drop(columns=["reason", *internal])
-    quarantined = table[table["reason"] != ""].drop(columns=internal)
+    accepted = table[table["reason"] == ""].drop(columns="reason")
+    quarantined = table[table["reason"] != ""].drop(columns=INTERNAL)
 
     # The reports of this run first, so a failing run can still be read; the manifest and
     # metrics only once it has passed.
@@ -292,10 +330,7 @@ def judge(classes, knobs, image_size):
           f"{result.statistics['evaluated_expectations']} expectations passed")
     if problems:
         raise SystemExit("validate: " + "; ".join(problems))
-    with replaced(paths.MANIFEST.parent) as folder:
-        folder.mkdir()
-        accepted.to_csv(folder / paths.MANIFEST.name, index=False)
-    write(REPORT_DIR / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return accepted, metrics
 
 
 def write(path, text):

@@ -238,8 +238,9 @@ def chain(tmp_path_factory, write_params):
         patch.chdir(work)
         # validate switches Pillow's bomb guard off for its process: keep it for the others.
         patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
-        patch.setattr(validate, "decode_image",
-                      lambda data, *a, **k: decoded.append(data) or decode_image(data, *a, **k))
+        decoder = validate.image_decoder
+        patch.setattr(validate, "image_decoder",  # the decoder of one size, spied on
+                      lambda size: lambda data: decoded.append(data) or decoder(size)(data))
         fetch.main()
         raw_after_fetch = snapshot(work / "data/raw")
         validate.main()

@@ -8,6 +8,7 @@ the seeded Keras cache), so that the head really learns and the metrics move.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -194,3 +195,45 @@ def test_distribute_is_required_and_none_is_committed():
     del raw["train"]["distribute"]
     with pytest.raises(P.ParamError, match="'train.distribute' is missing"):
         P.parse(raw)
+
+
+# Two workers of tf.distribute.MultiWorkerMirroredStrategy on loopback ports, each fitting a
+# one-layer Keras model: they connect (2 replicas), then Keras 3's fit fails on PerReplica
+# values. While that stays so, train.distribute offers no multi-machine value.
+WORKER = """
+import json, os, sys
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": sys.argv[1:3]},
+                                      "task": {"type": "worker", "index": int(sys.argv[3])}})
+import keras, numpy as np, tensorflow as tf
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+print("replicas", strategy.num_replicas_in_sync, flush=True)
+x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+data = tf.data.Dataset.from_tensor_slices((x, (x.sum(1) > 0).astype("float32"))).batch(16)
+with strategy.scope():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+model.fit(data, epochs=1, verbose=0)
+print("fitted", flush=True)
+"""
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_on_loopback_connect_and_keras_fit_fails_as_documented():
+    """What README says of the multi-machine path: the workers form one cluster, and Keras
+    3's fit fails on it (keras-team/keras#20585). If fit works, this fails: then Keras fixed
+    it, and train.distribute can offer multi-worker training (and README should say so)."""
+    cluster = [f"localhost:{free_port()}" for _ in range(2)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, *cluster, str(index)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for index in range(2)]
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    for output in outputs:
+        assert "replicas 2" in output, output[-3000:]  # connected: one cluster, 2 replicas
+        assert "fitted" not in output, "Keras 3 now fits under MultiWorkerMirroredStrategy"
+        assert "Attempt to convert a value (PerReplica" in output, output[-3000:]

@@ -182,7 +182,7 @@ def test_metrics_of_the_real_model_are_committed_for_the_three_formats():
 
 
 REAL_FILES = [ROOT / paths.FINAL_MODEL, *(ROOT / path for path in EXPORTED),
-              ROOT / paths.DECODED / "test.npz"]
+              ROOT / paths.DECODED / "test.images.npy"]
 REAL_MISSING = [str(path) for path in REAL_FILES if not path.exists()]
 
 

@@ -55,7 +55,8 @@ def test_frozen_head_on_imagenet_features_separates_real_cats_and_dogs(
                  model__image_size=SIZE, train__batch_size=32, train_head__epochs=EPOCHS)
     p = P.load()
     assert p.model.image_size == SIZE and p.model.weights == "imagenet"
-    # What stages split + decode would write: data/decoded/<split>.npz in split-file order.
+    # What stages split + decode would write: data/decoded/<split>.images.npy and
+    # .labels.npy, in split-file order.
     with zipfile.ZipFile(ZIP) as archive:
         for split, source_split in (("train", "train"), ("val", "validation")):
             frame = extract_subset(archive, source_split, PER_CLASS[split], tmp_path / "images")

@@ -38,8 +38,8 @@ def decoded(tmp_path_factory):
 
 
 def prepare(directory, monkeypatch, write_params, decoded, **changes):
-    """directory as a project working folder: params.yaml, data/decoded/{train,val}.npz and
-    the starting weights the pretrained stage writes."""
+    """directory as a project working folder: params.yaml, data/decoded/{train,val}
+    (.images.npy, .labels.npy) and the starting weights the pretrained stage writes."""
     directory.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(directory)
     raw = write_params(directory, **changes)

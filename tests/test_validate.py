@@ -5,6 +5,7 @@ files outside a split or class folder reach validate and are quarantined here.
 """
 import json
 import os
+import tempfile
 
 import pandas as pd
 import pytest
@@ -150,10 +151,18 @@ def test_files_described_in_parallel_give_the_serial_table(project):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
-        serial, parallel = (validate.scan_raw(p.validate_, p.model.image_size, workers=n)
-                            for n in (1, 4))
-    assert list(serial["path"]) == sorted(serial["path"])
-    pd.testing.assert_frame_equal(parallel, serial)
+        serial, parallel = (scan(p, workers) for workers in (1, 4))
+    assert list(serial[0]["path"]) == sorted(serial[0]["path"])
+    pd.testing.assert_frame_equal(parallel[0], serial[0])
+    assert parallel[1] == serial[1] and len(serial[1]) > 0  # the same images, in that order
+
+
+def scan(p, workers):
+    """(validate's table, the images its scan wrote) with `workers` threads."""
+    with tempfile.TemporaryFile() as pixels_file:
+        table = validate.scan_raw(p.validate_, p.model.image_size, pixels_file, workers)
+        pixels_file.seek(0)
+        return table, pixels_file.read()
 
 
 def test_gx_result_reports_the_failed_expectations(project):

@@ -1,0 +1,78 @@
+"""Stage decode on a tiny generated dataset: it copies validate's decoded images into split
+order, and they are the images the training decoder gives for each split's files; a
+validated image that is not the manifest's, or one of another size, stops it by name."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from catsdogs import paths
+from catsdogs.data import decode_files, load_decoded, read_split
+from stages import decode, fetch, split, validate
+
+
+@pytest.fixture
+def decoded(tmp_path, tiny_dataset, write_params, monkeypatch):
+    """fetch -> validate -> split -> decode run in tmp_path; returns the image size."""
+    raw = write_params(tmp_path, tiny_dataset)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # validate sets it
+    for stage in (fetch, validate, split, decode):
+        stage.main()
+    return raw["model"]["image_size"]
+
+
+def test_each_split_holds_the_images_of_its_files_in_order(decoded):
+    total = 0
+    for name in paths.SPLITS:
+        frame = read_split(name)
+        images, labels = load_decoded(name)
+        # Decoding each file now, in the split file's order, gives the same bytes.
+        np.testing.assert_array_equal(images[:], decode_files(frame["path"], decoded))
+        np.testing.assert_array_equal(labels, frame["label"].to_numpy("float32"))
+        total += len(frame)
+    assert total == len(pd.read_csv(paths.MANIFEST))  # every accepted image, once
+
+
+def test_validated_images_are_the_manifest_rows(decoded):
+    manifest = pd.read_csv(paths.MANIFEST)
+    images = np.load(decode.VALIDATED_IMAGES)
+    np.testing.assert_array_equal(images, decode_files(manifest["path"], decoded))
+
+
+def rewrite_validated(change):
+    """The validated images file, its array passed through change(array)."""
+    array = np.load(decode.VALIDATED_IMAGES)
+    np.save(decode.VALIDATED_IMAGES, change(array))
+
+
+def test_a_validated_image_that_is_not_the_manifests_stops_decode(decoded):
+    manifest = pd.read_csv(paths.MANIFEST)
+    row = len(manifest) - 1
+
+    def tamper(array):
+        array[row, 0, 0, 0] ^= 1  # one bit of one pixel
+        return array
+
+    rewrite_validated(tamper)
+    with pytest.raises(SystemExit, match=f"row {row} is not the image data/validated/"
+                       f"manifest.csv names for {manifest['path'][row]}; rerun"):
+        decode.main()
+    assert not paths.DECODED.exists()  # no partial result left
+
+
+def test_validated_images_of_another_size_stop_decode(decoded):
+    rewrite_validated(lambda array: array[:, :-1, :-1])
+    with pytest.raises(SystemExit, match=rf"holds \(\d+, {decoded - 1}, {decoded - 1}, 3\), "
+                       rf"not \d+ images of {decoded}x{decoded}x3"):
+        decode.main()
+
+
+def test_a_split_file_not_in_the_manifest_stops_decode(decoded):
+    test_csv = paths.SPLIT / "test.csv"
+    frame = pd.read_csv(test_csv, dtype=str)
+    frame.loc[0, "path"] = "data/raw/validation/cats/elsewhere.jpg"
+    frame.to_csv(test_csv, index=False)
+    with pytest.raises(SystemExit, match="elsewhere.jpg .data/split/test.csv. is not in "
+                       "data/validated/manifest.csv; rerun python -m stages.split"):
+        decode.main()
