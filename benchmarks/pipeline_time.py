@@ -8,6 +8,7 @@ read from the kernel (os.wait4 reports the largest process of the stage's tree).
 times `dvc repro` with everything up to date. Writes benchmarks/results/pipeline_time.json
 and pipeline_time.md (the README's table). Leaves dvc.lock and the reports of that run.
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -19,17 +20,23 @@ RESULTS = Path(__file__).parent / "results"
 DVC = [sys.executable, "-m", "dvc"]
 
 
-def timed(command):
-    """(seconds, peak RSS in MiB, output) of a command; stops the script if it fails."""
+def timed(command, cwd=None, log=None):
+    """(seconds, peak RSS in MiB, output) of a command: a list, or a shell line. Its output
+    is returned, or with log (a path) written there. Stops the script if it fails, showing
+    the output's last lines."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    with open(log, "w") if log else contextlib.nullcontext() as out:
+        process = subprocess.Popen(command, shell=isinstance(command, str), cwd=cwd,
+                                   stdout=out or subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        output = "" if log else process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)  # usage: the largest process of its tree
     seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        output = Path(log).read_text() if log else output
+        tail = "".join(output.splitlines(keepends=True)[-30:])
+        sys.exit(f"`{command}` failed ({code}){f' in {cwd}' if cwd else ''}:\n{tail}")
     return seconds, usage.ru_maxrss / 1024, output  # Linux reports KiB
 
 

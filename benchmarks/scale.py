@@ -42,6 +42,8 @@ from dvc.repo import Repo
 import yaml
 from PIL import Image
 
+from pipeline_time import timed  # this folder is on sys.path when a script here runs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROJECT_FILES = ["catsdogs", "stages", "dvc.yaml", "params.yaml"]
@@ -199,29 +201,11 @@ def run_stages(project, target, wanted=None):
     for stage, command in commands(project, target, wanted).items():
         print(f"  {stage} ...", end=" ", flush=True)
         load = os.getloadavg()[0]
-        seconds, peak = timed(command, project, project / f"{stage}.log")
+        seconds, peak, _ = timed(command, project, project / f"{stage}.log")
         rows.append({"stage": stage, "seconds": round(seconds, 1), "peak_mib": round(peak),
                      "load_1min_before": round(load, 2)})
         print(f"{seconds:.1f} s, peak {peak:.0f} MiB", flush=True)
     return rows
-
-
-def timed(command, cwd, log):
-    """(seconds, peak RSS MiB) of a shell command; its output goes to log. Stops on failure."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    # dvc.yaml's commands call `python`: make it this interpreter.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        tail = "".join(Path(log).read_text().splitlines(keepends=True)[-30:])
-        sys.exit(f"`{command}` failed ({code}) in {cwd}; last lines of {log}:\n{tail}")
-    return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
 # ---- report ----------------------------------------------------------------------------
@@ -335,6 +319,8 @@ def main():
     if sizes[0] <= 0:
         parser.error("--sizes must be positive")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    # dvc.yaml's commands call `python`: make it this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     if not os.environ.get("KERAS_HOME"):
         print("warning: KERAS_HOME is not set: the ImageNet weights come from ~/.keras")
 
