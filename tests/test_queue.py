@@ -1,4 +1,6 @@
-"""Experiments in parallel: `dvc exp run --queue` then `dvc queue start -j 2`, on tiny data.
+"""Experiments in parallel: `dvc exp run --queue` then `dvc queue start -j 2`, on tiny data:
+a training variant (train_head's learning rate) beside a comparison variant (one more
+backbone in compare.backbones).
 
 The workers inherit the environment of `dvc queue start`, so TF_NUM_INTRAOP_THREADS and
 TF_NUM_INTEROP_THREADS set there cap each worker's TensorFlow thread pools (TensorFlow reads
@@ -15,7 +17,9 @@ DVC = [sys.executable, "-m", "dvc"]
 
 THREADS_PER_WORKER = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
                       "OMP_NUM_THREADS": "1"}
-VARIANTS = {"lr-high": 0.01, "lr-low": 0.0001}  # train_head.learning_rate
+# name: (target, -S override); the session's project compares efficientnet_b0 alone.
+VARIANTS = {"lr-high": ("train_head", "train_head.learning_rate=0.01"),
+            "with-mobilenet": ("compare_report", "compare.backbones=[efficientnet_b0,mobilenet]")}
 TIMEOUT = 300  # seconds for both queued experiments, from `dvc queue start`
 
 
@@ -60,12 +64,11 @@ def experiments(shown):
 
 def test_queued_experiments_run_two_at_a_time(reproduced_copy, monkeypatch):
     # What both variants share ran once, in the session's reproduced project (committed; this
-    # is a copy): the queued runs check it out from the cache and rerun train_head only.
+    # is a copy): the queued runs check it out from the cache and rerun only what changed.
     project, setup = reproduced_copy, time.monotonic()
-    assert "up to date" in dvc(project, "status", "train_head")
-    for name, learning_rate in VARIANTS.items():
-        dvc(project, "exp", "run", "--queue", "--name", name, "train_head",
-            "-S", f"train_head.learning_rate={learning_rate}")
+    assert "up to date" in dvc(project, "status", "compare_report")
+    for name, (target, override) in VARIANTS.items():
+        dvc(project, "exp", "run", "--queue", "--name", name, target, "-S", override)
 
     for variable, value in THREADS_PER_WORKER.items():  # inherited by the queue workers
         monkeypatch.setenv(variable, value)
@@ -93,13 +96,22 @@ def test_queued_experiments_run_two_at_a_time(reproduced_copy, monkeypatch):
 
     shown = experiments(json.loads(dvc(project, "exp", "show", "--json")))
     assert set(VARIANTS) <= set(shown), shown.keys()
-    metrics = {}
-    for name, learning_rate in VARIANTS.items():
-        params, by_file = shown[name]
-        assert params["train_head"]["learning_rate"] == learning_rate
-        metrics[name] = by_file["reports/train_head/metrics.json"]
-        assert {"train", "eval"} <= set(metrics[name] or {}), by_file  # dvclive's summary
-    assert metrics["lr-high"] != metrics["lr-low"]
+    params, by_file = shown["lr-high"]
+    assert params["train_head"]["learning_rate"] == 0.01
+    head = by_file["reports/train_head/metrics.json"]
+    assert {"train", "eval"} <= set(head or {}), by_file  # dvclive's summary
+    params, by_file = shown["with-mobilenet"]
+    assert params["compare"]["backbones"] == ["efficientnet_b0", "mobilenet"]
+    compared = by_file["reports/compare/metrics.json"]
+    assert {"efficientnet_b0", "mobilenet"} <= set(compared or {}), by_file
+    # Each variant changed what it targets, and only that: the comparison kept train_head's
+    # metrics, the learning rate kept the comparison's.
+    committed = json.loads((project / "reports/compare/metrics.json").read_text())
+    assert "mobilenet" not in committed
+    assert shown["with-mobilenet"][1]["reports/train_head/metrics.json"] == json.loads(
+        (project / "reports/train_head/metrics.json").read_text())
+    assert head != shown["with-mobilenet"][1]["reports/train_head/metrics.json"]
+    assert shown["lr-high"][1]["reports/compare/metrics.json"] == committed
     print("\n".join(history))
     print(f"queueing {start - setup:.0f} s; two queued experiments {elapsed:.0f} s "
           f"(2 workers, 1 TF thread each)")
