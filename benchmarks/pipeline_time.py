@@ -11,6 +11,7 @@ and pipeline_time.md (the README's table). Leaves dvc.lock and the reports of th
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -36,7 +37,8 @@ def timed(command, cwd=None, log=None):
     if code != 0:
         output = Path(log).read_text() if log else output
         tail = "".join(output.splitlines(keepends=True)[-30:])
-        sys.exit(f"`{command}` failed ({code}){f' in {cwd}' if cwd else ''}:\n{tail}")
+        shown = command if isinstance(command, str) else shlex.join(command)
+        sys.exit(f"`{shown}` failed ({code}){f' in {cwd}' if cwd else ''}:\n{tail}")
     return seconds, usage.ru_maxrss / 1024, output  # Linux reports KiB
 
 

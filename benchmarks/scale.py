@@ -267,7 +267,9 @@ def table(report):
         f"(train_head, finetune) at model.image_size {report['image_size']}, batch "
         f"{report['batch_size']}, ImageNet weights; each stage its own process, run as "
         f"dvc.yaml's command without DVC. Peak memory: the largest process of the stage "
-        f"(os.wait4). total: sum of the times, largest peak.",
+        f"(os.wait4). total: sum of the times, largest peak."
+        + (" The older code's data stages run right after this code's, on the same images."
+           if report.get("before") else ""),
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB RAM; load average "
         f"{report['load_before']} before, {report['load_after']} after."
@@ -331,9 +333,10 @@ def main():
     made = [workdir] if args.workdir is None else [workdir / n for n in ("pool", "sources",
                                                                          "projects")]
     print(f"workdir {workdir}")
-    if args.before:  # a bad ref stops here, not after the generation
-        subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
-                        f"{args.before}^{{commit}}"], check=True, stdout=subprocess.DEVNULL)
+    if args.before and subprocess.run(  # a bad ref stops here, not after the generation
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
+             f"{args.before}^{{commit}}"], stdout=subprocess.DEVNULL).returncode != 0:
+        parser.error(f"--before {args.before}: not a commit of {ROOT}")
     report = {"sizes": sizes, "seed": args.seed, "machine": machine(), "note": args.note,
               "before": args.before,
               "load_before": [round(x, 2) for x in os.getloadavg()], "runs": []}

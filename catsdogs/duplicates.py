@@ -1,7 +1,7 @@
 """Copies of one picture whatever their bytes, and near-duplicates (for stage validate).
 
 What the model learns from is a file's image decoded and resized to model.image_size
-(data.decode_image, as the decode stage calls it): two files with the same pixels there, or
+(data.decode_image, as validate calls it): two files with the same pixels there, or
 nearly the same, are one picture twice, whatever their bytes (re-encoded, another format,
 metadata added; byte-identical files are the simplest case).
 """

@@ -28,8 +28,9 @@ def split_rows(split, files, validated, manifest_row, decoded_sha256):
                              f"{paths.MANIFEST}; rerun python -m stages.split")
         image = validated[row]
         if hashlib.sha256(image.tobytes()).hexdigest() != decoded_sha256[row]:
-            raise SystemExit(f"decode: {VALIDATED_IMAGES} row {row} is not the image "
-                             f"{paths.MANIFEST} names for {file}; rerun python -m stages.validate")
+            raise SystemExit(f"decode: image {row + 1} of {VALIDATED_IMAGES} is not the one "
+                             f"{paths.MANIFEST} row {row + 1} names ({file}); rerun python -m "
+                             f"stages.validate")
         yield image
         if count % PROGRESS_EVERY == 0:
             print(f"decode: {split}: {count}/{len(files)}")
@@ -44,8 +45,11 @@ def main():
         require(paths.SPLIT / f"{split}.csv", "decode", made_by="split")
     frames = {split: read_split(split, p.classes) for split in paths.SPLITS}
     require(VALIDATED_IMAGES, "decode", made_by="validate")
-    manifest = pd.read_csv(paths.MANIFEST, usecols=["path", "decoded_sha256"], dtype=str,
-                           keep_default_na=False)
+    try:
+        manifest = pd.read_csv(paths.MANIFEST, usecols=["path", "decoded_sha256"], dtype=str,
+                               keep_default_na=False)
+    except ValueError as error:  # pandas names the missing columns
+        raise SystemExit(f"decode: {paths.MANIFEST}: {error}; rerun python -m stages.validate")
     validated = DecodedImages(VALIDATED_IMAGES)
     if validated.shape != (len(manifest), size, size, 3):
         raise SystemExit(f"decode: {VALIDATED_IMAGES} holds {validated.shape}, not "

@@ -18,6 +18,7 @@ Beside the manifest, manifest.images.npy holds each accepted image as the traini
 gave it here (uint8, model.image_size): the decode stage orders these rows by split instead
 of decoding every file a second time.
 """
+import collections
 import contextlib
 import hashlib
 import io
@@ -45,6 +46,7 @@ REPORT_DIR = paths.VALIDATE_REPORTS
 COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
            "width", "height", "pixels", "bytes", "sha256", "decodable", "decoded_sha256"]
 PROGRESS_EVERY = 500      # files between progress lines
+WINDOW_PER_WORKER = 4     # files described ahead of the one written, per thread
 INTERNAL = ["min_side", "dhash", "problem", "pixels_row"]  # the scan's, not the manifest's
 # COMPLETE lists every failing row; naming rows by path makes gx_result.json readable too.
 REPORTS = ["quarantine.csv", "near_duplicates.csv", "gx_result.json", "metrics.json"]
@@ -176,8 +178,8 @@ def scan_raw(knobs, image_size, pixels_file, workers=None):
     """The metadata table of every file under data/raw (and of each folder that cannot be
     listed: nothing in it can be judged), in path order. Files are described by `workers`
     threads at once (None: one per CPU core). Each decoded image is appended to pixels_file
-    (a binary file) as it comes, never held: its column pixels_row counts the images
-    before it there."""
+    (a binary file) in path order: at most a few per thread wait in memory. Its column
+    pixels_row counts the images before it there."""
     files, folders = [], []
 
     def unreadable(error):  # os.walk cannot list it; a data/raw that vanished is not judged
@@ -195,11 +197,13 @@ def scan_raw(knobs, image_size, pixels_file, workers=None):
     Image.MAX_IMAGE_PIXELS = None
     Image.init()  # every plugin's magic-number check, for claimed_format()
     rows, pixel_rows = [], 0
-    # Threads, not processes: reading, hashing, Pillow and TensorFlow's decoding release the
-    # GIL, so threads use every core without a fork after TensorFlow loaded (which can
-    # deadlock) or a spawned worker's start-up. map gives the rows in path order.
-    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-        described = pool.map(lambda path: describe(path, knobs, image_size), sorted(files))
+    # Threads, not processes: reading, hashing and TensorFlow's decoding (most of the time)
+    # release the GIL, so threads use every core without a fork after TensorFlow loaded
+    # (which can deadlock) or a spawned worker's start-up.
+    workers = workers or os.cpu_count()
+    with ThreadPoolExecutor(workers) as pool:
+        described = in_order(pool, lambda path: describe(path, knobs, image_size),
+                             sorted(files), window=WINDOW_PER_WORKER * workers)
         for count, row in enumerate(described, 1):
             image = row.pop("image", None)
             if image is not None:
@@ -212,6 +216,24 @@ def scan_raw(knobs, image_size, pixels_file, workers=None):
     table = pd.DataFrame(rows + folders, columns=COLUMNS + INTERNAL)
     return table.astype({c: "Int64" for c in ("width", "height", "min_side", "pixels", "bytes",
                                               "pixels_row")})
+
+
+def in_order(pool, function, items, window):
+    """function(item) for each item, run by the pool, yielded in the items' order; at most
+    `window` are submitted and not yet taken (Executor.map submits them all at once: its
+    futures, and results waiting behind a slow one, would grow with the number of items,
+    and an error here would wait for every one of them)."""
+    pending = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def run_great_expectations(table, expectations):
@@ -262,6 +284,9 @@ def judge(classes, knobs, image_size):
     with tempfile.TemporaryFile(dir=paths.RAW.parent) as pixels_file:
         table = scan_raw(knobs, image_size, pixels_file)
         accepted, metrics = judged(table, classes, knobs, image_size)
+        undecoded = accepted["path"][accepted["pixels_row"].isna()]
+        if len(undecoded):  # the rules quarantine every file not decoded: never expected
+            raise RuntimeError(f"validate: accepted but not decoded: {list(undecoded)}")
         with replaced(paths.MANIFEST.parent) as folder:
             folder.mkdir()
             accepted.drop(columns=INTERNAL).to_csv(folder / paths.MANIFEST.name, index=False)
@@ -275,6 +300,8 @@ def read_row(file, row, image_size):
     """Image number `row` of the scan's pixels file."""
     shape = (image_size, image_size, 3)
     data = os.pread(file.fileno(), math.prod(shape), row * math.prod(shape))
+    if len(data) != math.prod(shape):
+        raise RuntimeError(f"validate: image {row} of the scan's pixels file is cut short")
     return np.frombuffer(data, np.uint8).reshape(shape)
 
 

@@ -55,8 +55,9 @@ def test_a_validated_image_that_is_not_the_manifests_stops_decode(decoded):
         return array
 
     rewrite_validated(tamper)
-    with pytest.raises(SystemExit, match=f"row {row} is not the image data/validated/"
-                       f"manifest.csv names for {manifest['path'][row]}; rerun"):
+    with pytest.raises(SystemExit, match=f"image {row + 1} of data/validated/manifest.images"
+                       rf"\.npy is not the one data/validated/manifest.csv row {row + 1} "
+                       rf"names \({manifest['path'][row]}\); rerun"):
         decode.main()
     assert not paths.DECODED.exists()  # no partial result left
 

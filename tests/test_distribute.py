@@ -232,7 +232,11 @@ def test_two_workers_on_loopback_connect_and_keras_fit_fails_as_documented():
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, *cluster, str(index)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for index in range(2)]
-    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    try:
+        outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    finally:  # a worker left waiting for its peer would hold its port
+        for worker in workers:
+            worker.kill()
     for output in outputs:
         assert "replicas 2" in output, output[-3000:]  # connected: one cluster, 2 replicas
         assert "fitted" not in output, "Keras 3 now fits under MultiWorkerMirroredStrategy"

@@ -7,10 +7,12 @@ import json
 import os
 import tempfile
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
+from catsdogs.data import decode_files
 from stages import validate
 
 SIDE = 40
@@ -124,6 +126,23 @@ def test_manifest_holds_only_accepted_images_sorted(project):
     assert set(manifest["format"]) == {"JPEG", "PNG"}
     assert (manifest[["width", "height"]] == SIDE).all().all()
     assert manifest["sha256"].is_unique
+
+
+def test_manifest_images_are_the_accepted_files_decoded_in_manifest_order(project):
+    """Decoded files that were quarantined (too small, a copy) sit between accepted ones in
+    the scan: the images kept are still exactly the manifest's rows, and their labels."""
+    root, _, _ = project
+    manifest = pd.read_csv(root / "data/validated/manifest.csv")
+    quarantined = pd.read_csv(root / "reports/validate/quarantine.csv")
+    decoded_between = quarantined[(quarantined["decodable"] == True)  # noqa: E712 (NA too)
+                                  & (quarantined["path"] < manifest["path"].iloc[-1])]
+    assert len(decoded_between) >= 3  # tiny.jpg, wide.jpg, dup.jpg, ...
+    size = validate.params.load(root / "params.yaml").model.image_size
+    images = np.load(root / "data/validated/manifest.images.npy", allow_pickle=False)
+    paths = [str(root / path) for path in manifest["path"]]
+    np.testing.assert_array_equal(images, decode_files(paths, size))
+    labels = np.load(root / "data/validated/manifest.labels.npy", allow_pickle=False)
+    np.testing.assert_array_equal(labels, (manifest["class"] == "dogs").astype("float32"))
 
 
 def test_raw_files_are_untouched(project):
