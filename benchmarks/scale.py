@@ -162,12 +162,13 @@ def make_project(project, source, smallest_class, source_mb, ref=None):
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, *PROJECT_FILES],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(project)], input=archive, check=True)
-    for name in [] if ref else PROJECT_FILES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, project / name,
-                            ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(ROOT / name, project / name)
+    else:
+        for name in PROJECT_FILES:
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, project / name,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(ROOT / name, project / name)
     raw = yaml.safe_load((project / "params.yaml").read_text())
     raw["fetch"].update(url=None, path=str(source), sha256=None)
     # A safety limit (zip bombs), not a knob measured here: room for the largest sizes.
@@ -349,6 +350,7 @@ def main():
             images = sum(counts.values())
             source_mb = sum(f.stat().st_size for f in source.rglob("*.jpg")) / 2**20
             project = workdir / "projects" / label(multiple)
+            before = workdir / "projects" / f"{label(multiple)}-before"  # with --before
             raw = make_project(project, source, min(counts.values()), source_mb)
             report.update(image_size=raw["model"]["image_size"],
                           batch_size=raw["train"]["batch_size"])
@@ -358,13 +360,12 @@ def main():
                    "source_mb": round(source_mb, 1),
                    "stages": run_stages(project, TARGET, args.stages)}
             if args.before:
-                before = workdir / "projects" / f"{label(multiple)}-before"
                 make_project(before, source, min(counts.values()), source_mb, args.before)
                 print(f"{label(multiple)}, the data stages of {args.before}:", flush=True)
                 run["before"] = run_stages(before, DATA_TARGET)
             report["runs"].append(run)
             if not args.keep:  # its data/ and models/ can be GBs
-                for folder in (project, workdir / "projects" / f"{label(multiple)}-before"):
+                for folder in (project, before):
                     shutil.rmtree(folder, ignore_errors=True)
     finally:
         if not args.keep:

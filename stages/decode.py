@@ -56,10 +56,11 @@ def main():
                          f"{len(manifest)} images of {size}x{size}x3 (model.image_size "
                          f"{size}); rerun python -m stages.validate")
     manifest_row = {file: row for row, file in enumerate(manifest["path"])}
+    decoded_sha256 = list(manifest["decoded_sha256"])
     with replaced(paths.DECODED) as decoded:  # all splits appear at once, or none
         for split, frame in frames.items():
             rows = split_rows(split, list(frame["path"]), validated, manifest_row,
-                              list(manifest["decoded_sha256"]))
+                              decoded_sha256)
             save_decoded(split, rows, frame["label"], folder=decoded)
             print(f"decode: {split}: {len(frame)} images, {size}x{size}, "
                   f"{len(frame) * size * size * 3 / 2**20:.0f} MiB")
