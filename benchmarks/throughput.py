@@ -31,11 +31,10 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from catsdogs import params as P  # noqa: E402
-from catsdogs.data import augmentation, decode_files, train_dataset  # noqa: E402
+from catsdogs.data import augmentation, image_decoder, train_dataset  # noqa: E402
 from catsdogs.models import (BACKBONES, build_classifier, compile_binary, find_base,  # noqa: E402
-                             unfreeze_top)
+                             seed_everything, unfreeze_top)
 from catsdogs.paths import keras_cache  # noqa: E402
-from catsdogs.training import seed_everything  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 ZIP_NAME = "cats_and_dogs_filtered.zip"
@@ -116,11 +115,11 @@ def main():
         paths = sorted(str(p) for p in folder.rglob("*.jpg"))
         labels = np.array([float(Path(p).parent.name == CLASSES[1]) for p in paths], "float32")
         print(f"{len(paths)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
-        images = decode_files(paths, size, name="benchmark")  # what the decode stage stores
+        decode = image_decoder(size)  # what validate keeps of each file
+        images = np.stack([decode(Path(path).read_bytes()).numpy() for path in paths])
 
         def project():
-            augment = augmentation(knobs.rotation_degrees, knobs.shift_fraction,
-                                   knobs.horizontal_flip)
+            augment = augmentation(knobs)
             return train_dataset(images, labels, batch_size, spec.preprocess, augment,
                                  params.train.seed).batches.repeat()
 

@@ -1,4 +1,4 @@
-"""Shared code of the cats-vs-dogs pipeline; the stages live in stages/."""
+"""Shared code of the cats-vs-dogs pipeline (stages/) and its studies (studies/)."""
 import os
 
 # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides the stage's own output.

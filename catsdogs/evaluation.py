@@ -1,9 +1,7 @@
 """Predictions, binary-classification metrics (positive class: label 1), and the rows the
 reports are made of. No TensorFlow import: the report stages stay light."""
-import json
 import math
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -57,6 +55,8 @@ def mcnemar(correct_a, correct_b, significance):
     `significant` is False when the difference is within noise."""
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    # Exact binomial tail in integers, one rounding at the end: scipy.stats.binomtest gives
+    # the same p-value to ~1e-16 but not bit for bit (tests/test_evaluation.py compares them).
     disagreements, fewer = only_a + only_b, min(only_a, only_b)
     tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2 ** disagreements
     p_value = min(1.0, 2 * tail)
@@ -82,10 +82,6 @@ def score(model, splits, threshold, bootstrap=None):
             metrics[name].update(accuracy_interval(
                 correct(labels, probabilities[name], threshold), bootstrap))
     return metrics, probabilities, round(images_per_second, 1)
-
-
-def read_json(path):
-    return json.loads(Path(path).read_text())
 
 
 def read_predictions(path, **options):

@@ -1,5 +1,5 @@
-"""File-system helpers of the data stages: one run at a time, printable names, outputs that
-are whole or absent (never a previous or failed run's result left looking current)."""
+"""File-system helpers of the data stages: one run at a time, printable names, folders in name
+order, outputs whole or absent (never a stale or failed run's result left looking current)."""
 import contextlib
 import fcntl
 import os
@@ -12,9 +12,12 @@ PARTIAL = ".partial-"  # .<name>.partial-XXXX: a file or folder being written, n
 
 @contextlib.contextmanager
 def locked(folder, stage):
-    """Hold an exclusive lock on folder while the block runs: a second fetch or validate
-    started meanwhile (directly or through dvc repro) stops at once instead of racing this one."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """An exclusive lock on folder while the block runs: a second fetch or validate stops at
+    once instead of racing this one."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a plain file (or a link to one) in the way
+        raise SystemExit(in_the_way(stage, folder)) from None
     descriptor = os.open(folder, os.O_RDONLY)
     try:
         try:
@@ -27,15 +30,28 @@ def locked(folder, stage):
         os.close(descriptor)
 
 
+def in_the_way(stage, path):
+    """The message for a file (or anything but a folder) where a stage needs a folder."""
+    return f"{stage}: {path} exists but is not a folder: move it away, then run again"
+
+
 def named(path):
     """A path as text any report can hold: bytes of a name that are not UTF-8 show as \\xNN."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def walk(folder, onerror=None):
+    """(folder, sorted names of all it holds but real folders) for folder and every real
+    folder below, in name order; links to folders are listed, never entered."""
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
+        dirnames.sort()
+        links = [name for name in dirnames if os.path.islink(os.path.join(dirpath, name))]
+        yield Path(dirpath), sorted(filenames + links)
+
+
 def discard(*outputs):
-    """Remove a previous run's outputs (files or folders), and any partial copies a killed
-    run left beside them, before any work that can fail: a failed run then leaves nothing a
-    later stage could take for its result."""
+    """Remove a previous run's outputs and a killed run's partial copies, before any work that
+    can fail: a failed run then leaves nothing a later stage could take for its result."""
     for output in map(Path, outputs):
         leftovers = sorted(output.parent.glob(f".{output.name}{PARTIAL}*"))
         for path in [output, *leftovers]:
@@ -47,9 +63,8 @@ def discard(*outputs):
 
 @contextlib.contextmanager
 def replaced(target):
-    """Write a file or folder atomically: the block writes to the path this yields (a
-    temporary sibling, nothing there yet); when the block ends normally, one rename puts it
-    at target, else it is removed. Readers see the whole new target or none, never a part."""
+    """Write a file or folder atomically: the block writes to the path yielded, which one
+    rename puts at target if the block ends normally (else it is removed)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # A hidden folder beside target: same file system, so the rename is atomic.

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import tensorflow as tf
 
 from catsdogs import paths
 
@@ -31,35 +32,29 @@ BACKBONES = {
 
 
 class WeightsUnavailable(SystemExit):
-    """ImageNet weights are neither cached, nor downloadable, nor converted: the stage stops
-    with the message alone, no traceback."""
+    """No ImageNet weights cached, downloadable or converted: the message alone, no traceback."""
 
 
 def converted_weights_file(name):
-    """Where a converted ImageNet weights file for `name` may stand: Keras 3 weights of the
-    headless model built with weights=None (for a backbone whose official file Keras cannot
-    get, e.g. offline). It has a name of its own: Keras md5-checks its official EfficientNet
-    files, so nothing else can stand under their names (the MobileNet files it does not
-    check; reports/pretrained/ records every file's sha256)."""
+    """Where converted ImageNet weights (Keras 3, of the headless model) may stand when Keras
+    cannot get its official file. A name of its own: Keras md5-checks the EfficientNet files."""
     return paths.keras_cache() / "models" / f"{name}_imagenet_notop.weights.h5"
 
 
 def imagenet_base(name, image_size):
-    """(headless backbone with ImageNet weights, the file they came from). First the file
-    keras.applications loads under its official name (Keras cache, else download); else
-    the converted file."""
+    """(headless backbone with ImageNet weights, their file): Keras' official file (cached,
+    else downloaded), else the converted one."""
     spec = BACKBONES[name]
+    official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
     try:
-        base = spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
-                                weights="imagenet")
-        return base, paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
+        return spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
+                                weights="imagenet"), official
     except Exception as error:  # Keras raises a bare Exception when the download fails
         if "fetch failure" not in str(error):
             raise
         official_error = error
     converted = converted_weights_file(name)
     if not converted.is_file():
-        official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
         raise WeightsUnavailable(
             f"ImageNet weights for {name} at {image_size}px: the official Keras file is not "
             f"cached at {official} and could not be downloaded ({official_error}), and there "
@@ -69,8 +64,7 @@ def imagenet_base(name, image_size):
 
 
 def build_base(name, image_size, weights):
-    """The headless backbone. weights: None (random init), "imagenet" (see imagenet_base)
-    or a Keras 3 weights file of this headless model (the pretrained stage writes them)."""
+    """The headless backbone; weights: None (random init), "imagenet" or a weights file."""
     if weights == "imagenet":
         return imagenet_base(name, image_size)[0]
     base = BACKBONES[name].constructor(input_shape=(image_size, image_size, 3),
@@ -100,13 +94,9 @@ def find_base(model):
 
 
 def unfreeze_top(base, count, freeze_batchnorm=True):
-    """Make the last `count` layers of the base trainable, every BatchNorm frozen (unless
-    freeze_batchnorm is False: what `base.trainable = True` alone does, the old setup).
-
-    Keras 3 runs a trainable BatchNorm with batch statistics during fit even when the
-    base was called with training=False (keras-team/keras#20285); trainable=False on
-    each BatchNorm layer is what keeps it in inference mode.
-    """
+    """Make the last `count` layers of the base trainable, every BatchNorm frozen unless
+    freeze_batchnorm is False. Keras 3 runs a trainable BatchNorm with batch statistics even
+    under training=False (keras-team/keras#20285): only trainable=False keeps it frozen."""
     if not 1 <= count <= len(base.layers):
         raise ValueError(f"unfreeze_last must be in [1, {len(base.layers)}] for {base.name}, "
                          f"got {count}")
@@ -125,9 +115,8 @@ def count_params(model):
 
 
 def save_model(model, path):
-    """model.save, byte for byte the same for the same model. Keras stamps the .keras zip with
-    the time of saving (metadata.json's date_saved, the weights entry's date) and numbers
-    shared objects by their memory address; either would change dvc.lock on every rerun."""
+    """model.save, the same bytes for the same model: without the save times Keras stamps in
+    the zip, and with shared objects numbered in order, not by memory address."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamped = path.with_name(path.name + ".partial.keras")
@@ -153,6 +142,12 @@ def _renumber_shared(node, numbers):
         return node
     return {key: numbers.setdefault(value, len(numbers)) if key == "shared_object_id"
             else _renumber_shared(value, numbers) for key, value in node.items()}
+
+
+def seed_everything(seed):
+    """Python, NumPy, TensorFlow and Keras seeds, and deterministic TF kernels."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def compile_binary(model, learning_rate):

@@ -1,28 +1,22 @@
-"""params.yaml is the single source of knobs; a pydantic schema checks all of it up front.
-
-Every stage starts with `load()`, so a bad value anywhere stops the run with one message
-naming the key, the value and what is allowed, before any heavy work. The file is read as
-YAML 1.2, as DVC reads it (so 1e-05 is a number, not a string).
-"""
+"""params.yaml, checked up front by a pydantic schema: every stage starts with `load()`, so a
+bad value stops the run with one message (key, value, what is allowed) before heavy work."""
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+                      model_validator)
 from ruamel.yaml import YAML, YAMLError
 
 from catsdogs import paths
 
-# Layers of each headless keras.applications backbone (tests check these against Keras);
-# finetune.unfreeze_last cannot exceed them.
+# Layers of each headless backbone (tests check them against Keras): unfreeze_last's maximum.
 BACKBONE_LAYERS = {"mobilenet_v2": 154, "mobilenet": 86, "efficientnet_b0": 237}
 # Input sizes Keras has ImageNet weights for (absent: any size).
 IMAGENET_SIZES = {"mobilenet_v2": (96, 128, 160, 192, 224), "mobilenet": (128, 160, 192, 224)}
 
 
 class ParamError(SystemExit):
-    """A knob is missing, of the wrong type or out of range: the stage stops with the
-    message alone, no traceback."""
+    """A bad knob: the stage stops with the message alone, no traceback."""
 
 
 def _distinct(items):
@@ -60,15 +54,14 @@ class Section(BaseModel):
 
 def _download_url(url):
     scheme = url.partition("://")[0] if "://" in url else ""
-    if scheme not in ("http", "https"):
+    if scheme.lower() not in ("http", "https"):  # schemes are case-insensitive (RFC 3986)
         raise ValueError("must be an http(s):// URL; a local folder or zip goes in fetch.path "
                          "(with fetch.url: null), where DVC tracks it")
     return url
 
 
 class Fetch(Section):
-    # One source: url (downloaded) or, when url is null, path. path is a dependency of the
-    # fetch stage either way, so DVC sees a local dataset change (data/source/ by default).
+    # url (downloaded) or, when null, path: a fetch dependency either way, so DVC sees changes.
     url: Optional[Annotated[str, AfterValidator(_download_url)]]
     path: str = Field(min_length=1)
     sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
@@ -121,7 +114,7 @@ class TrainHead(Phase):
 
 
 class Finetune(Phase):
-    unfreeze_last: Annotated[int, Field(ge=1)]  # at most the backbone's layers: see below
+    unfreeze_last: Annotated[int, Field(ge=1)]  # its maximum: Params.backbones_fit
 
 
 class Evaluate(Section):
@@ -149,77 +142,6 @@ class Export(Section):
     int8_size_ratio_min: Annotated[Float, Field(gt=0)]
 
 
-Preprocess = Literal["rescale", "backbone"]     # 1/255 (ImageDataGenerator) | preprocess_input
-BatchNorm = Literal["batch_statistics", "frozen"]
-Validation = Literal["augmented", "clean"]
-VariantName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]  # a stage and folder name
-Accuracy = Annotated[Float, Field(ge=0, le=1)]
-
-
-class LegacySetup(Section):
-    """The factors studies/legacy varies: input scaling, BatchNorm while training, Adam's
-    learning rate (one-phase variants), validation images."""
-    preprocess: Preprocess
-    batchnorm: BatchNorm
-    learning_rate: Positive
-    validation: Validation
-
-
-class RecipeChanges(Section):
-    """What a recipe variant changes in old_setup (its learning rates are the phases' own)."""
-    preprocess: Optional[Preprocess] = None
-    batchnorm: Optional[BatchNorm] = None
-    validation: Optional[Validation] = None
-
-
-class Changes(RecipeChanges):
-    """What a one-phase variant changes in old_setup; the factors not named stay."""
-    learning_rate: Optional[Positive] = None
-
-
-class Reported(Section):
-    train_accuracy: Accuracy
-    val_accuracy: Accuracy
-    train_loss: Optional[Annotated[Float, Field(ge=0)]] = None
-    val_loss: Optional[Annotated[Float, Field(ge=0)]] = None
-
-
-class Legacy(Section):
-    epochs: Epochs
-    old_setup: LegacySetup
-    variants: Annotated[dict[VariantName, Changes], Field(min_length=1)]
-    recipe_variants: dict[VariantName, RecipeChanges]
-    reported: dict[VariantName, Reported]
-
-    @field_validator("variants")
-    @classmethod
-    def old_setup_is_the_reference(cls, variants):
-        if "old_setup" not in variants or variants["old_setup"].model_dump(exclude_none=True):
-            raise ValueError("must hold old_setup: {} (the reference every variant changes)")
-        return variants
-
-    @field_validator("recipe_variants", "reported")
-    @classmethod
-    def names_fit(cls, names, info):
-        # Fields validate in order; one that failed is missing from info.data: no cascade.
-        earlier = [info.data.get(field) for field in ("variants", "recipe_variants")]
-        if info.field_name == "recipe_variants" and earlier[0] is not None:
-            if shared := sorted(set(earlier[0]) & set(names)):
-                raise ValueError(f"{shared} already in legacy.variants")
-        if info.field_name == "reported" and None not in earlier:
-            if unknown := sorted(set(names) - set(earlier[0]) - set(earlier[1])):
-                raise ValueError(f"{unknown} are no variants")
-        return names
-
-    def changes(self, name):
-        """The factors variant `name` changes, as {factor: value} (None: no such variant)."""
-        changes = {**self.variants, **self.recipe_variants}.get(name)
-        return None if changes is None else changes.model_dump(exclude_none=True)
-
-    def setup(self, name):
-        return self.old_setup.model_copy(update=self.changes(name))
-
-
 class Params(Section):
     # Folder names; their sorted order gives labels 0 and 1 (the model has one sigmoid unit).
     classes: Annotated[list[ClassName], Field(min_length=2, max_length=2), Distinct]
@@ -234,13 +156,13 @@ class Params(Section):
     finetune: Finetune
     evaluate: Evaluate
     compare: Compare
-    legacy: Legacy
+    # studies/legacy's own section: its stages check it (studies/legacy/params.py).
+    legacy: Optional[dict] = None
     export: Export
 
     @model_validator(mode="after")
     def backbones_fit(self):
-        # Runs only once every section is valid on its own (pydantic's order).
-        problems = []
+        problems = []  # (pydantic runs this only once every section is valid)
         if self.model.backbone in self.compare.backbones:
             problems.append(
                 f"compare.backbones lists model.backbone ({self.model.backbone}), which the "
@@ -262,7 +184,7 @@ class Params(Section):
 
 
 def _describe(item):
-    key = ".".join("validate" if part == "validate_" else str(part) for part in item["loc"])
+    key = ".".join(map(str, item["loc"]))  # loc names fields by alias: validate, not validate_
     message = item["msg"].removeprefix("Value error, ")
     if item["type"] in ("int_type", "float_type") and isinstance(item["input"], str):
         message += " (quoted in YAML it is text: write it without quotes)"
@@ -285,8 +207,8 @@ def parse(raw):
 
 
 def read(path=paths.PARAMS):
-    """params.yaml as plain data, read as DVC reads it. A key given twice is an error (which
-    one would win is a guess); so are YAML syntax errors and an empty file."""
+    """params.yaml as plain data, read as YAML 1.2 as DVC reads it (1e-05 is a number). A key
+    given twice is an error (which one would win is a guess)."""
     path = Path(path)
     try:
         raw = YAML(typ="safe", pure=True).load(path)

@@ -1,7 +1,5 @@
-"""Where every stage reads and writes, written once. No TensorFlow here: light stages import it.
-
-Paths are relative to the project root, where dvc.yaml runs the stages.
-"""
+"""Where every stage reads and writes, relative to the project root (where dvc.yaml runs them).
+No TensorFlow here: light stages import it."""
 import os
 import re
 from pathlib import Path
@@ -28,11 +26,9 @@ FINETUNE_LIVE = REPORTS / "finetune"
 EVALUATE_REPORTS = REPORTS / "evaluate"
 COMPARE_REPORTS = REPORTS / "compare"
 COMPARE_RUNS = COMPARE_REPORTS / "runs"     # <backbone>/{head,finetune}/ and metrics.json
-LEGACY_REPORTS = REPORTS / "legacy"         # studies/legacy: legacy.md, metrics, curves
-LEGACY_RUNS = LEGACY_REPORTS / "runs"       # <variant>/: dvclive folders, metrics, predictions
+LEGACY_REPORTS = REPORTS / "legacy"         # studies/legacy's (scripts/readme_results.py reads it)
 BACKUPS = Path(".backups")                  # resume state; not a DVC output: DVC never deletes it
-# Wall times and throughput of the last run that trained: not DVC outputs nor metrics, so a
-# rerun with nothing changed leaves `dvc metrics diff` and dvc.lock as they were.
+# Wall times and throughput: not DVC outputs or metrics, which they would change on every run.
 TIMING = REPORTS / "timing"
 # Stage export: FINAL_MODEL with its preprocessing inside, for use outside the pipeline.
 EXPORT = Path("models/export")

@@ -1,5 +1,4 @@
-"""Matplotlib figures for the reports: learning curves, ROC, confusion matrix, mistakes,
-backbones. Files only (the Agg backend), no screen."""
+"""Matplotlib figures for the reports, to files only (the Agg backend)."""
 import io
 
 import matplotlib.pyplot as plt
@@ -92,22 +91,17 @@ def misclassified_grid(path, mistakes, class_names, columns=4):
         axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle("Misclassified test images (most confident first)")
     fig.tight_layout()
-    save_photo_figure(fig, path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    with Image.open(buffer) as image:  # photos in a 256-colour palette: small enough for git
+        image.convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def save_photo_figure(fig, path, dpi=80, colors=256):
-    """A PNG of photos, quantized to a palette: a fraction of the size, committed to git."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    with Image.open(buffer) as image:
-        image.convert("RGB").quantize(colors).save(path, optimize=True)
 
 
 def comparison(path, rows):
@@ -131,30 +125,4 @@ def comparison(path, rows):
     # Zoom in on the differences that matter; the axis does not start at zero, so say so.
     axes[0].set(ylim=(max(0.0, lowest - 0.05), 1.0),
                 title="accuracy, bars: bootstrap interval (axis zoomed)")
-    save(fig, path)
-
-
-def accuracy_vs_time(path, rows):
-    """Per backbone: test accuracy (with its interval) against training wall time, and the
-    training throughput of each phase."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for row in rows:
-        seconds = row["head_seconds"] + row["finetune_seconds"]
-        accuracy = row["test_accuracy"]
-        left.errorbar(seconds, accuracy, capsize=3, marker="o", label=row["backbone"],
-                      yerr=[[accuracy - row["test_accuracy_low"]],
-                            [row["test_accuracy_high"] - accuracy]])
-        left.annotate(row["backbone"], (seconds, accuracy), textcoords="offset points",
-                      xytext=(6, 4), fontsize=9)
-    left.set(xlabel="training wall time, head + fine-tuning (s)", ylabel="test accuracy",
-             title="accuracy vs training time (bars: bootstrap interval)")
-    names = [row["backbone"] for row in rows]
-    for offset, phase in ((-0.2, "head"), (0.2, "finetune")):
-        bars = right.bar([i + offset for i in range(len(rows))],
-                         [row[f"{phase}_train_images_per_second"] for row in rows], 0.4,
-                         label={"head": "frozen head", "finetune": "fine-tuning"}[phase])
-        right.bar_label(bars, fmt="%.0f", fontsize=8)
-    right.set(xticks=list(range(len(rows))), xticklabels=names,
-              ylabel="training images / s", title="training throughput")
-    right.legend(loc="lower right")
     save(fig, path)

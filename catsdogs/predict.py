@@ -1,16 +1,6 @@
-"""Classify photos: cat or dog, and p(dog), with the trained model or any of its exports.
-
-    python -m catsdogs.predict PATH... [--model MODEL] [--json]
-
-PATH: image files (any format the pipeline decodes: JPEG, PNG, GIF, BMP) or folders (their
-image files below, by extension). MODEL: models/final.keras, the SavedModel folder or a
-.tflite file of stage export. Each image is decoded and resized by data.decode_image, as the
-pipeline decodes its own, so every format sees what the model saw in training. Run it in
-the project folder: the class names and threshold come from params.yaml.
-
-A path that cannot be read or decoded gets a one-line error on stderr; every other image is
-still classified, and the exit status is then 1.
-"""
+"""Cat or dog for image files or folders, by the trained model or an export; run it in the
+project folder (classes and threshold come from params.yaml). Images are decoded as the
+pipeline decodes its own. An unreadable one gets an error line, and the exit status is 1."""
 import argparse
 import json
 import re
@@ -85,7 +75,7 @@ def main(argv=None):
         if "error" in result:
             print(f"error: {result['path']}: {result['error']}", file=sys.stderr)
         elif not args.json:
-            # flush: one line per image as it comes, in order with the error lines
+            # flush: in order with the error lines
             print(f"{result['path']}: {result['class']} "
                   f"({probability_key} = {result[probability_key]:.3f})", flush=True)
 

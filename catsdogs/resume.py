@@ -1,12 +1,6 @@
 """Kill -9 resume: a training phase killed at any moment restarts after its last completed
-epoch and ends exactly as an uninterrupted run would.
-
-After every epoch, `EpochBackup` writes the weights, optimizer state and the epoch's logs
-to .backups/<live dir>/: the weights file first, then an atomic rename of the state file
-that names it. (keras.callbacks.BackupAndRestore overwrites its files in place; a kill
-during that write left a torn HDF5 file here.) A backup is used only by a run of the same
-params, code, data and starting weights, and the logs it holds rebuild dvclive's history.
-"""
+epoch and ends as an uninterrupted run would. (Keras' BackupAndRestore writes its files in
+place: a kill during the write left a torn HDF5 file.)"""
 import hashlib
 import json
 import os
@@ -20,8 +14,7 @@ from catsdogs import paths
 
 
 def run_key(model):
-    """What a backup belongs to: params.yaml, the code (this package, the running stage and
-    its arguments), the decoded data and the model's starting weights."""
+    """What a backup belongs to: params, code, stage arguments, data, starting weights."""
     digest = hashlib.sha256(paths.PARAMS.read_bytes())
     stage = getattr(sys.modules["__main__"], "__file__", None)
     for code in sorted(Path(__file__).parent.glob("*.py")) + ([Path(stage)] if stage else []):
@@ -36,8 +29,8 @@ def run_key(model):
 
 
 class EpochBackup(keras.callbacks.Callback):
-    """The one thing training needs for resume: build it before fit, fit from
-    `first_epoch`, and replay `history` (the logs of the epochs already done)."""
+    """After every epoch, the weights file, then an atomic rename of the state file naming it
+    (with the epochs' logs). Build it before fit, fit from `first_epoch`, replay `history`."""
 
     def __init__(self, model, live_dir):
         super().__init__()
@@ -49,7 +42,6 @@ class EpochBackup(keras.callbacks.Callback):
         if self._restore():
             print(f"{live_dir}: resumed after epoch {len(self.history)} from {self.directory}")
         else:
-            self.history = []
             shutil.rmtree(self.directory, ignore_errors=True)
 
     @property
@@ -57,7 +49,6 @@ class EpochBackup(keras.callbacks.Callback):
         return len(self.history)
 
     def _restore(self):
-        """Load the last completed epoch of an interrupted run with this key, if any."""
         try:
             state = json.loads(self.state_file.read_text())
             if state["key"] != self.key:

@@ -1,20 +1,7 @@
-"""The trained classifier in forms people can run: a SavedModel and TFLite float32 / int8
-models that take raw uint8 RGB pixels, and one loader that runs any of them, or the .keras
-model, the same way (stage export scores what the predict command runs).
-
-The .keras model expects images decoded, resized and passed through the backbone's
-preprocess_input (the pipeline does that in tf.data, outside the model). The exports carry
-those steps in their graphs:
-
-- SavedModel, signature `serving_default` (also `serve`): uint8 (batch, any height, any
-  width, 3), resized in the graph exactly as data.decode_image resizes;
-- SavedModel, signature `resized`, and both TFLite files: uint8 (batch, size, size, 3),
-  already resized by data.decode_image (the predict command does that). The TFLite models
-  convert from this signature, so their resize stays where the pipeline's is: their inputs
-  are the pipeline's to the bit, and the int8 graph has no float round-and-cast to carry.
-
-All of them return p(second class) (classes sorted: dogs), shape (batch,).
-"""
+"""Exports that take raw uint8 RGB pixels, preprocessing inside (a SavedModel, TFLite float32
+and int8), and one loader that runs them or the .keras model alike. SavedModel signature
+`serve` (the default) resizes any size with data.resize; `resized` and the TFLite models take
+data.decode_image's squares, so TFLite inputs are the pipeline's to the bit."""
 import os
 import warnings
 from pathlib import Path
@@ -24,35 +11,26 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import fingerprint_pb2
 
+from catsdogs.data import resize
 from catsdogs.models import BACKBONES
 
 ANY_SIZE_ENDPOINT, RESIZED_ENDPOINT = "serve", "resized"
-# tf.lite.Interpreter warns on every use that it will move to the ai_edge_litert package,
-# which is not among the project's requirements; it is still what TensorFlow 2.21 ships.
+# tf.lite.Interpreter warns on every use that it moves to ai_edge_litert (not a requirement).
 warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
 
 
-def resize_like_decode(images, image_size):
-    """uint8 images of any size -> uint8 (image_size x image_size), as data.decode_image does
-    it (bilinear in float, rounded, clipped). Repeated here because decode_image starts from
-    file bytes; tests/test_export.py checks the two agree pixel for pixel."""
-    resized = tf.image.resize(images, [image_size, image_size])
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-
-
 def export_saved_model(model, preprocess, image_size, path):
-    """model (a classifier build_classifier made) with its preprocessing in the graph, as a
-    SavedModel with the two signatures described above; byte for byte the same for the same
-    model (see _in_name_order)."""
+    """A build_classifier model and its preprocessing as a SavedModel with the signatures
+    above; the same bytes for the same model."""
     def resized(images):
         return model(preprocess(tf.cast(images, tf.float32)), training=False)[:, 0]
 
     def any_size(images):
-        return resized(resize_like_decode(images, image_size))
+        return resized(resize(images, image_size))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    # The first endpoint is also `serving_default`, what TF Serving and saved_model_cli call.
+    # The first endpoint is also `serving_default`, what TF Serving calls.
     archive.add_endpoint(ANY_SIZE_ENDPOINT, any_size, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     archive.add_endpoint(RESIZED_ENDPOINT, resized, input_signature=[
@@ -63,10 +41,8 @@ def export_saved_model(model, preprocess, image_size, path):
 
 
 def _in_name_order(archive):
-    """Keras lists the variables the endpoints use in an order that changes from run to run
-    (the SavedModel's graph and checkpoint follow it), so the same model would give new bytes,
-    and a new hash in dvc.lock, on every export. Sorting them by name, after Keras lists them
-    and before it writes, fixes the order."""
+    """Sort the variables by name before Keras writes: its order changes from run to run, and
+    the graph and checkpoint bytes (the hash in dvc.lock) with it."""
     list_variables = archive._filter_and_track_resources
 
     def listed_in_name_order():
@@ -77,8 +53,7 @@ def _in_name_order(archive):
 
 
 def _drop_fingerprint_uuid(fingerprint_file):
-    """TensorFlow stamps each SavedModel's fingerprint with a random uuid; the rest of the
-    fingerprint (hashes of the graph and checkpoint) stays, so a reload still checks it."""
+    """Drop the random uuid; the graph and checkpoint hashes stay for reloads to check."""
     fingerprint = fingerprint_pb2.FingerprintDef()
     fingerprint.ParseFromString(fingerprint_file.read_bytes())
     fingerprint.ClearField("uuid")
@@ -86,10 +61,9 @@ def _drop_fingerprint_uuid(fingerprint_file):
 
 
 def convert_tflite(saved_model, representative_images=None):
-    """TFLite bytes of the SavedModel's `resized` signature (TFLiteConverter.from_keras_model
-    does not work with Keras 3 models). With representative_images (uint8, N x size x size x
-    3), full-integer int8: uint8 pixels in, as they are (the graph casts them), int8 inside,
-    p(dog) out as uint8 in steps of 1/256; the images calibrate each tensor's range."""
+    """TFLite bytes of the `resized` signature (from_keras_model fails on Keras 3 models). With
+    representative_images (uint8 N x size x size x 3, which calibrate the ranges): full-integer
+    int8, raw uint8 pixels in, p(dog) out as uint8 in steps of 1/256."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
                                                          signature_keys=[RESIZED_ENDPOINT])
     if representative_images is not None:
@@ -111,7 +85,7 @@ def size_bytes(path):
 
 
 class KerasClassifier:
-    """A .keras classifier; the pipeline's preprocessing runs here, outside the model."""
+    """A .keras classifier, preprocessed here as the pipeline does, outside the model."""
 
     def __init__(self, path):
         self.model = keras.models.load_model(path)  # safe_mode (the default): no code loaded
@@ -123,8 +97,7 @@ class KerasClassifier:
         self.image_size = self.model.input_shape[1]
 
     def __call__(self, images):
-        # predict_on_batch runs the model as one compiled graph; model(...) runs it eagerly,
-        # layer by layer, several times slower.
+        # predict_on_batch: one compiled graph, several times faster than eager model(...)
         inputs = self.preprocess(np.asarray(images, np.float32))
         return np.asarray(self.model.predict_on_batch(inputs))[:, 0]
 
@@ -171,15 +144,12 @@ class TFLiteClassifier:
 
 
 def tflite_threads(threads):
-    """export.tflite_threads: None is one thread per CPU core."""
     return threads or os.cpu_count()
 
 
 def load(path, threads=None):
-    """A classifier for any of the model files: .keras, a SavedModel folder, .tflite.
-    classifier(uint8 images (N, s, s, 3)) -> p(second class), shape (N,); images must be
-    classifier.image_size square (data.decode_image(bytes, image_size)), or any one size
-    when image_size is None."""
+    """A classifier of a .keras, .tflite or SavedModel path: classifier(uint8 (N, s, s, 3)) ->
+    p(second class), shape (N,); s is classifier.image_size, any when it is None."""
     path = Path(path)
     if path.suffix == ".keras" and path.is_file():
         return KerasClassifier(path)

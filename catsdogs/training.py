@@ -1,11 +1,6 @@
 """One training phase = one Keras fit, logged per epoch by dvclive, resumable after a kill.
-
 Each epoch's shuffle, augmentation and dropout are functions of (seed, epoch) alone, so a
-resumed run and a straight one compute the same thing, and two runs give identical metrics.
-train.distribute picks the devices (see `distribution`); the callbacks run once per fit
-whatever it is: one process drives every replica.
-"""
-import json
+resumed run and a straight one compute the same thing."""
 import time
 
 import keras
@@ -16,29 +11,20 @@ from dvclive.keras import DVCLiveCallback
 
 from catsdogs import paths
 from catsdogs.evaluation import last_epoch
-from catsdogs.models import compile_binary, count_params, find_base, unfreeze_top
+from catsdogs.models import (build_classifier, compile_binary, count_params, find_base,
+                             seed_everything, unfreeze_top)
+from catsdogs.reports import write_timing
 from catsdogs.resume import EpochBackup
 
 
-# Logical CPU devices `mirrored` makes when no GPU is visible: enough for the multi-device
-# path (each batch split, gradients all-reduced) to run and be tested; no speed-up, since
-# they share the same cores.
+# Logical CPUs `mirrored` makes without a GPU: the multi-device path runs (with no speed-up).
 CPU_REPLICAS = 2
 
 
 def distribution(distribute):
-    """The tf.distribute strategy of train.distribute; stages build, load and compile their
-    models inside its scope(), so that the variables live on every replica.
-
-    none: TensorFlow's default strategy (one device; its scope() changes nothing).
-    mirrored: tf.distribute.MirroredStrategy over every visible GPU, or, with none, over
-    CPU_REPLICAS logical CPU devices: call this before TensorFlow starts (first thing in a
-    stage), since the CPU can only be split then. train.batch_size stays the global batch:
-    each replica gets its share of every batch, and their gradients add up to the batch's.
-    (Keras 3's Dropout draws the same mask on every replica: its SeedGenerator state is a
-    mirrored variable. Masks still change every step and every image's place in its batch
-    changes every epoch.)
-    """
+    """The tf.distribute strategy to build models in: the default, or MirroredStrategy over
+    the GPUs, else CPU_REPLICAS logical CPUs (so call it before TensorFlow starts). Keras 3's
+    Dropout draws the same mask on every replica: its seed state is mirrored."""
     if distribute == "none":
         return tf.distribute.get_strategy()
     if tf.config.list_physical_devices("GPU"):
@@ -61,28 +47,21 @@ def distribution(distribute):
     return strategy
 
 
-def check_last_batches(replicas, **datasets):
-    """Stop if a batch of these (name: batches) is smaller than the replica count: a replica
-    would get no images, and Keras' layers fail on an empty batch (BatchNorm included)."""
-    for name, batches in datasets.items():
-        sizes = [int(size) for size in batches.map(lambda x, y: tf.shape(y)[0])]
-        if min(sizes) < replicas:
+def check_last_batches(replicas, batch_size, **counts):
+    """Stop if a batch of these splits (name: image count) is smaller than the replica count:
+    Keras' layers fail on an empty batch."""
+    for name, count in counts.items():
+        last = count % batch_size or batch_size
+        if last < replicas:
             raise SystemExit(
                 f"train.distribute: mirrored splits every batch over {replicas} replicas, but "
-                f"the last {name} batch holds {sizes[-1]} image(s) ({sum(sizes)} images in "
-                f"batches of {sizes[0]}): choose a train.batch_size that leaves 0 or at "
-                f"least {replicas} images for the last batch of every split")
-
-
-def seed_everything(seed):
-    """Python, NumPy, TensorFlow and Keras seeds, and deterministic TF kernels."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+                f"the last {name} batch holds {last} image(s) ({count} images in batches of "
+                f"{batch_size}): choose a train.batch_size that leaves 0 or at least "
+                f"{replicas} images for the last batch of every split")
 
 
 class EpochRandomness(keras.callbacks.Callback):
-    """As each epoch begins, set the epoch the input pipeline draws its shuffle and
-    augmentation from, and reseed every Keras random layer (dropout) from (seed, epoch)."""
+    """As each epoch begins, set the input's epoch and reseed dropout from (seed, epoch)."""
 
     def __init__(self, seed, epoch):
         super().__init__()
@@ -107,16 +86,13 @@ def seed_generators(layers):
     return found
 
 
-def fit(model, train, val_batches, epochs, seed, live_dir):
-    """Train a compiled model on `train` (data.TrainingData) for `epochs`, logging every
-    epoch to live_dir. dvclive's summary (live_dir/metrics.json) holds the last epoch's
-    Keras metrics under train/ and eval/ (train/accuracy is what Keras reports: augmented
-    batches, dropout active) and the parameter counts; the wall time and throughput go to
-    reports/timing/. Returns all of them flat (accuracy, loss, val_accuracy, val_loss, ...)."""
+def fit(model, train, val, epochs, seed, live_dir):
+    """Train and validate (on data.eval_split's val), logging every epoch to live_dir and the
+    timing to reports/timing/; returns the last epoch's metrics and the timing, flat."""
     strategy = model.distribute_strategy  # the one it was built under; none: the default
     if strategy.num_replicas_in_sync > 1:
-        check_last_batches(strategy.num_replicas_in_sync, training=train.batches,
-                           validation=val_batches)
+        check_last_batches(strategy.num_replicas_in_sync, train.batch_size,
+                           training=train.images, validation=len(val[1]))
         print(f"{live_dir}: each batch split over {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():  # a backup's weights and optimizer state load into its variables
         backup = EpochBackup(model, live_dir)
@@ -127,9 +103,8 @@ def fit(model, train, val_batches, epochs, seed, live_dir):
         for epoch, logs in enumerate(backup.history):  # epochs an interrupted run finished
             logger.on_epoch_end(epoch, logs)
         start = time.perf_counter()
-        # shuffle=False: the order comes from EpochRandomness; Keras cannot shuffle it anyway.
-        # The backup comes last: a kill before it redoes the epoch.
-        model.fit(train.batches, validation_data=val_batches, epochs=epochs,
+        # EpochRandomness orders the batches. Backup last: a kill before it redoes the epoch.
+        model.fit(train.batches, validation_data=val[0], epochs=epochs,
                   initial_epoch=first_epoch, verbose=2, shuffle=False,
                   callbacks=[EpochRandomness(seed, train.epoch), logger, backup])
         seconds = time.perf_counter() - start
@@ -144,20 +119,26 @@ def fit(model, train, val_batches, epochs, seed, live_dir):
     return summary
 
 
-def two_phase(model, train, val_batches, head, finetune, seed, run_dir, freeze_batchnorm=True):
-    """The recipe's two fits of a model compiled for the head phase: head.epochs on the frozen
-    base (run_dir/head), then the top finetune.unfreeze_last base layers unfrozen at
-    finetune.learning_rate (run_dir/finetune). Returns both phases' summaries."""
-    head_summary = fit(model, train, val_batches, head.epochs, seed, run_dir / "head")
-    seed_everything(seed)  # each phase starts from the seed, as in its own stage
+def start_head_phase(backbone, image_size, head, seed, strategy):
+    """The recipe's first phase: the starting weights frozen under a new head, compiled."""
+    with strategy.scope():
+        model = build_classifier(backbone, image_size,
+                                 paths.pretrained_weights(backbone, image_size), head.dropout, seed)
+        compile_binary(model, head.learning_rate)
+    return model
+
+
+def start_finetune_phase(model, finetune, freeze_batchnorm=True):
+    """The recipe's second phase: top base layers unfrozen, recompiled (so the flags count)."""
     with model.distribute_strategy.scope():  # the new optimizer's variables on every replica
         unfreeze_top(find_base(model), finetune.unfreeze_last, freeze_batchnorm=freeze_batchnorm)
         compile_binary(model, finetune.learning_rate)
-    finetune_summary = fit(model, train, val_batches, finetune.epochs, seed,
-                           run_dir / "finetune")
+
+
+def two_phase(model, train, val, head, finetune, seed, run_dir, freeze_batchnorm=True):
+    """Both phases on a start_head_phase model, as their stages run them; both summaries."""
+    head_summary = fit(model, train, val, head.epochs, seed, run_dir / "head")
+    seed_everything(seed)  # each phase starts from the seed, as in its own stage
+    start_finetune_phase(model, finetune, freeze_batchnorm)
+    finetune_summary = fit(model, train, val, finetune.epochs, seed, run_dir / "finetune")
     return head_summary, finetune_summary
-
-
-def write_timing(name, timing):
-    paths.TIMING.mkdir(parents=True, exist_ok=True)
-    (paths.TIMING / f"{paths.slug(name)}.json").write_text(json.dumps(timing, indent=2) + "\n")

@@ -1,20 +1,25 @@
-"""Copy the committed result tables into README.md, between the RESULTS and SPEED markers.
+"""Copy the committed result tables into README.md, between the STORY, RESULTS and SPEED markers.
 
     python scripts/readme_results.py          # rewrite README.md
     python scripts/readme_results.py --check  # exit 1 if README.md is out of date
 
 The tables are the pipeline's own reports; the README only quotes them. The story table
 puts side by side, from those reports, what the old runs claimed, their reproductions
-(studies/legacy), the baseline, the recipe and the other backbones.
+(studies/legacy), the baseline, the recipe and the other backbones. The words are
+scripts/templates/readme_*.md (string.Template); the verdicts are catsdogs.verdicts'.
 """
+import argparse
 import sys
 from pathlib import Path
+from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from catsdogs import params, paths  # noqa: E402
-from catsdogs.evaluation import read_json  # noqa: E402
+from catsdogs import params, paths, verdicts  # noqa: E402
+from catsdogs.reports import read_json, write_text  # noqa: E402
 
 README = Path("README.md")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STORY_SOURCE = "the metrics files of evaluate, compare_report and studies/legacy"
 BLOCKS = {
     "STORY": [("Before and after, one definition per column", "story")],
     "RESULTS": [("Before / after", "reports/evaluate/summary.md"),
@@ -30,6 +35,48 @@ BLOCKS = {
 }
 
 
+def fill(template, values):
+    return Template((TEMPLATES / template).read_text()).substitute(values)
+
+
+def numbers(train, val, clean_val, test, low, high):
+    """A story row's cells: train acc | val acc | val acc, clean | test acc (interval)."""
+    return f"{train:.3f} | {val:.3f} | {clean_val:.3f} | {test:.3f} ({low:.3f} to {high:.3f})"
+
+
+def claimed(p, name):
+    """What an old run reported (params.yaml, legacy.reported)."""
+    said = ((p.legacy or {}).get("reported") or {}).get(name)
+    if said is None:
+        return "- | - | - | -"
+    return f"{said['train_accuracy']:.2f} | {said['val_accuracy']:.2f} | - | -"
+
+
+def reproduced(study, name):
+    """A studies/legacy variant's row (once `dvc repro studies/legacy/dvc.yaml` has run)."""
+    if name not in study:
+        return "- | - | - | - (run `dvc repro studies/legacy/dvc.yaml`)"
+    r = study[name]
+    return numbers(r["keras_accuracy"], r["keras_val_accuracy"], r["clean_val_accuracy"],
+                   r["test_accuracy"], r["test_accuracy_low"], r["test_accuracy_high"])
+
+
+def evaluated_row(m, live):
+    """The recipe or the baseline, from evaluate's metrics and its training's last epoch."""
+    keras_val = read_json(live / "metrics.json")["eval"]["accuracy"]
+    return numbers(m["train_accuracy"], keras_val, m["val"]["accuracy"], m["test"]["accuracy"],
+                   m["test"]["accuracy_low"], m["test"]["accuracy_high"])
+
+
+def compared_row(backbone, r):
+    """Another backbone, from compare_report's metrics and its fine-tuning's last epoch."""
+    keras_val = read_json(paths.COMPARE_RUNS / backbone / "finetune" / "metrics.json")
+    return (f"| the recipe with {backbone} | "
+            + numbers(r["train_accuracy"], keras_val["eval"]["accuracy"], r["val_accuracy"],
+                      r["test_accuracy"], r["test_accuracy_low"], r["test_accuracy_high"])
+            + " |")
+
+
 def story():
     """The table of the README's story, from the metrics files (the study's rows only once
     `dvc repro studies/legacy/dvc.yaml` has run)."""
@@ -38,92 +85,60 @@ def story():
     compared = read_json(paths.COMPARE_REPORTS / "metrics.json")
     study_file = paths.LEGACY_REPORTS / "metrics.json"
     study = read_json(study_file) if study_file.is_file() else {}
-
-    def numbers(train, val, clean_val, test, low, high):
-        return f"{train:.3f} | {val:.3f} | {clean_val:.3f} | {test:.3f} ({low:.3f} to {high:.3f})"
-
-    def claimed(name):
-        said = p.legacy.reported[name]
-        return f"{said.train_accuracy:.2f} | {said.val_accuracy:.2f} | - | -"
-
-    def reproduced(name):
-        if name not in study:
-            return "- | - | - | - (run `dvc repro studies/legacy/dvc.yaml`)"
-        r = study[name]
-        return numbers(r["keras_accuracy"], r["keras_val_accuracy"], r["clean_val_accuracy"],
-                       r["test_accuracy"], r["test_accuracy_low"], r["test_accuracy_high"])
-
-    def evaluated_row(model, live):
-        m = evaluated[model]
-        keras_val = read_json(live / "metrics.json")["eval"]["accuracy"]
-        return numbers(m["train_accuracy"], keras_val, m["val"]["accuracy"],
-                       m["test"]["accuracy"], m["test"]["accuracy_low"],
-                       m["test"]["accuracy_high"])
-
-    def compared_row(backbone):
-        r = compared[backbone]
-        keras_val = read_json(paths.COMPARE_RUNS / backbone / "finetune" / "metrics.json")
-        return numbers(r["train_accuracy"], keras_val["eval"]["accuracy"], r["val_accuracy"],
-                       r["test_accuracy"], r["test_accuracy_low"], r["test_accuracy_high"])
-
-    rows = [("the user's old setup, as reported", claimed("old_setup")),
-            ("the old setup, reproduced (studies/legacy: old_setup)", reproduced("old_setup")),
-            ("the seed's solution, as reported", claimed("seed_solution")),
-            ("the seed's solution as written, reproduced (seed_solution)",
-             reproduced("seed_solution")),
-            (f"the project's baseline: every layer but BatchNorm trainable, preprocess_input, "
-             f"Adam {p.baseline.learning_rate:g}, no augmentation, no dropout",
-             evaluated_row("baseline", paths.BASELINE_LIVE)),
-            (f"**the recipe: {p.model.backbone}, frozen head, then top "
-             f"{p.finetune.unfreeze_last} layers fine-tuned**",
-             evaluated_row("final", paths.FINETUNE_LIVE))]
-    rows += [(f"the recipe with {name}", compared_row(name)) for name in p.compare.backbones]
-    targets = evaluated["targets"]
-    lines = [f"| run | train acc | val acc | val acc, clean | test acc "
-             f"({p.evaluate.confidence:.0%} interval) |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {name} | {values} |" for name, values in rows]
-    lines += ["", "train / val acc: the last epoch as Keras reports it (training batches "
-              "augmented and dropout active where the run has them; validation augmented "
-              "where the old setup's generator augmented it, else clean). clean: no augmentation, "
-              "inference mode (BatchNorm on its moving statistics). test: the dataset's "
-              "validation folder, clean. Targets, for the recipe: val accuracy "
-              f"> {targets['val_accuracy_min']}: "
-              f"{'met' if targets['val_accuracy_met'] else 'NOT met'}; train accuracy < "
-              f"{targets['train_accuracy_max']}: "
-              f"{'met' if targets['train_accuracy_met'] else 'NOT met'}."]
-    return "\n".join(lines)
+    said, targets = verdicts.recipe(evaluated), evaluated["targets"]
+    return fill("readme_story.md", {
+        **{f"claimed_{name}": claimed(p, name) for name in ("old_setup", "seed_solution")},
+        **{f"reproduced_{name}": reproduced(study, name)
+           for name in ("old_setup", "seed_solution")},
+        "confidence": f"{p.evaluate.confidence:.0%}",
+        "baseline_learning_rate": f"{p.baseline.learning_rate:g}",
+        "baseline": evaluated_row(evaluated["baseline"], paths.BASELINE_LIVE),
+        "backbone": p.model.backbone, "unfreeze_last": p.finetune.unfreeze_last,
+        "recipe": evaluated_row(evaluated["final"], paths.FINETUNE_LIVE),
+        "compared_rows": "\n".join(compared_row(name, compared[name])
+                                   for name in p.compare.backbones),
+        "val_accuracy_min": targets["val_accuracy_min"], "val_target": said["val_target"],
+        "train_accuracy_max": targets["train_accuracy_max"],
+        "train_target": said["train_target"]})
 
 
-def block(name, sources):
-    parts = [f"<!-- {name}:BEGIN -->"]
-    for title, path in sources:
-        if path == "story":
-            text = story()
-        elif Path(path).is_file():
-            text = Path(path).read_text().strip()
-        else:  # the study is a separate pipeline: a project may not have run it
-            text = f"(not produced yet: `{path}` does not exist)"
-        source = ("the metrics files of evaluate, compare_report and studies/legacy"
-                  if path == "story" else f"`{path}`")
-        parts += [f"#### {title}", f"_From {source}._", "", text, ""]
-    parts.append(f"<!-- {name}:END -->")
-    return "\n".join(parts)
+def section(title, path):
+    if path == "story":
+        text, source = story(), STORY_SOURCE
+    elif Path(path).is_file():
+        text, source = Path(path).read_text(), f"`{path}`"
+    else:  # the study is a separate pipeline: a project may not have run it
+        text, source = f"(not produced yet: `{path}` does not exist)", f"`{path}`"
+    return fill("readme_section.md", {"title": title, "source": source, "text": text.strip()})
 
 
-def main():
-    text = updated = README.read_text()
+def updated(readme):
+    """The README's text with every marked block rewritten."""
     for name, sources in BLOCKS.items():
         begin, end = f"<!-- {name}:BEGIN -->", f"<!-- {name}:END -->"
-        if begin not in updated or end not in updated:
+        if begin not in readme or end not in readme:
             raise SystemExit(f"{README}: markers {begin} / {end} not found")
-        head, rest = updated.split(begin, 1)
-        updated = head + block(name, sources) + rest.split(end, 1)[1]
-    if "--check" in sys.argv:
-        if updated != text:
-            raise SystemExit(f"{README} results are out of date: run python scripts/readme_results.py")
+        head, rest = readme.split(begin, 1)
+        block = "\n".join([begin, *(section(title, path) for title, path in sources), end])
+        readme = head + block + rest.split(end, 1)[1]
+    return readme
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit 1 if {README}'s blocks are out of date; write nothing")
+    check = parser.parse_args(argv).check
+    text = README.read_text()
+    new = updated(text)
+    if check:
+        if new != text:
+            raise SystemExit(f"{README} results are out of date: "
+                             f"run python scripts/readme_results.py")
         return
-    README.write_text(updated)
+    if new != text:
+        write_text(README, new)
 
 
 if __name__ == "__main__":

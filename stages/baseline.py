@@ -1,15 +1,11 @@
-"""Stage baseline: the old setup, the "before" of the story.
-
-Every layer trainable from ImageNet weights, no augmentation, no dropout, same batch
-size and preprocessing. BatchNorm stays in inference mode, as in the recipe, so the
-differences from the recipe are what the old setup did differently.
-At Adam's default 1e-3 this network collapsed to chance here, hence baseline.learning_rate.
-"""
+"""Stage baseline, the old setup: every layer but BatchNorm trainable, no augmentation, no
+dropout. At Adam's default 1e-3 it collapsed to chance, hence baseline.learning_rate."""
 from catsdogs import params, paths
-from catsdogs.data import eval_split, load_decoded, train_dataset
+from catsdogs.data import eval_split, train_dataset
+from catsdogs.decoded import load_decoded
 from catsdogs.models import (BACKBONES, build_classifier, compile_binary, find_base, save_model,
-                             unfreeze_top)
-from catsdogs.training import distribution, fit, seed_everything
+                             seed_everything, unfreeze_top)
+from catsdogs.training import distribution, fit
 
 
 def main():
@@ -17,18 +13,16 @@ def main():
     strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
     backbone, image_size = p.model.backbone, p.model.image_size
     weights = paths.pretrained_weights(backbone, image_size)
-    batch_size, seed = p.train.batch_size, p.train.seed
-    epochs, learning_rate = p.baseline.epochs, p.baseline.learning_rate
+    batch_size, seed, epochs = p.train.batch_size, p.train.seed, p.baseline.epochs
     preprocess = BACKBONES[backbone].preprocess
-
     seed_everything(seed)
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, None, seed)
-    val, _ = eval_split("val", batch_size, preprocess)
+    val = eval_split("val", batch_size, preprocess)
     with strategy.scope():  # the model's variables (and the optimizer's) on every device
         model = build_classifier(backbone, image_size, weights, dropout=0.0, seed=seed)
         base = find_base(model)
         unfreeze_top(base, len(base.layers))  # every layer but BatchNorm
-        compile_binary(model, learning_rate)
+        compile_binary(model, p.baseline.learning_rate)
     print(f"baseline: {backbone}, {model.count_params():,} parameters, all but BatchNorm "
           f"trainable, {train.images} training images, {epochs} epochs")
     fit(model, train, val, epochs, seed, paths.BASELINE_LIVE)

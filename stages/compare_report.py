@@ -1,11 +1,10 @@
 """Stage compare_report: one table and one figure, model.backbone (from train_head,
 finetune and evaluate) beside every compare@<backbone> run, with each accuracy's bootstrap
 interval and McNemar's test of each backbone against model.backbone on the test images."""
-import json
-
-from catsdogs import params, paths, plots
+from catsdogs import params, paths, plots, verdicts
 from catsdogs.evaluation import (Bootstrap, accuracy_interval, comparison_row, last_epoch,
-                                 mcnemar, read_json, read_predictions)
+                                 mcnemar, read_predictions)
+from catsdogs.reports import read_json, write_json, write_text
 
 OUT = paths.COMPARE_REPORTS
 SPLITS = ("val", "test")
@@ -41,8 +40,8 @@ def main():
                      f"test_vs_{main_backbone}_p_value": paired["p_value"],
                      f"test_vs_{main_backbone}_significant": paired["significant"]})
 
-    (OUT / "compare.md").write_text(table(rows, main_backbone, p.evaluate.confidence))
-    (OUT / "metrics.json").write_text(json.dumps({r["backbone"]: r for r in rows}, indent=2) + "\n")
+    write_text(OUT / "compare.md", table(rows, main_backbone, p.evaluate.confidence))
+    write_json(OUT / "metrics.json", {r["backbone"]: r for r in rows})
     plots.comparison(OUT / "compare.png", rows)
     print((OUT / "compare.md").read_text())
 
@@ -56,10 +55,10 @@ def table(rows, main_backbone, confidence):
         versus = f"test_vs_{main_backbone}_"
         if versus + "p_value" not in row:
             return "-"
-        verdict = "differs" if row[versus + "significant"] else "noise"
         only_it, only_main = (row[f"test_only_{name}_right"]
                               for name in (row["backbone"], main_backbone))
-        return f"{only_it} / {only_main}, p = {row[versus + 'p_value']:.2g} ({verdict})"
+        return (f"{only_it} / {only_main}, p = {row[versus + 'p_value']:.2g} "
+                f"({verdicts.difference(row[versus + 'significant'], short=True)})")
 
     lines = [f"| backbone | val acc ({confidence:.0%} interval) | test acc ({confidence:.0%} "
              f"interval) | val loss | test loss | train acc (last epoch) | params | trainable "

@@ -1,26 +1,18 @@
-"""Stage decode: each split's images, in the row order of data/split/<split>.csv, reused by
-every later stage.
-
-data/decoded/<split>.images.npy holds uint8 images (N, size, size, 3) and <split>.labels.npy
-float labels. Nothing is decoded a second time: validate kept every accepted image as the
-training decoder gave it (data/validated/manifest.images.npy, a row per manifest row), and
-each row is checked against the manifest's decoded_sha256 as it is copied. Rows are read and
-written one at a time: memory stays flat however many there are. Augmentation stays on the
-fly, in training.
-"""
+"""Stage decode: each split's images and labels, in data/split/<split>.csv's order. Nothing is
+decoded again: validate's rows are copied one at a time, checked against decoded_sha256."""
 import hashlib
 
 import pandas as pd
 
 from catsdogs import params, paths
-from catsdogs.data import PROGRESS_EVERY, DecodedImages, read_split, save_decoded
+from catsdogs.decoded import PROGRESS_EVERY, DecodedImages, read_split, save_decoded
 from catsdogs.files import discard, replaced, require
 
 VALIDATED_IMAGES = paths.MANIFEST.with_suffix(".images.npy")  # validate writes it
 
 
 def split_rows(split, files, validated, manifest_row, decoded_sha256):
-    """The validated image of each file, in the order given, checked against the manifest."""
+    """The validated image of each file, checked against the manifest."""
     for count, file in enumerate(files, 1):
         row = manifest_row.get(file)
         if row is None:
@@ -39,7 +31,6 @@ def split_rows(split, files, validated, manifest_row, decoded_sha256):
 def main():
     p = params.load()
     size = p.model.image_size
-    # A previous run's arrays go first: a run that fails leaves none to be taken for its own.
     discard(paths.DECODED)
     for split in paths.SPLITS:
         require(paths.SPLIT / f"{split}.csv", "decode", made_by="split")
@@ -59,8 +50,7 @@ def main():
     decoded_sha256 = list(manifest["decoded_sha256"])
     with replaced(paths.DECODED) as decoded:  # all splits appear at once, or none
         for split, frame in frames.items():
-            rows = split_rows(split, list(frame["path"]), validated, manifest_row,
-                              decoded_sha256)
+            rows = split_rows(split, list(frame["path"]), validated, manifest_row, decoded_sha256)
             save_decoded(split, rows, frame["label"], folder=decoded)
             print(f"decode: {split}: {len(frame)} images, {size}x{size}, "
                   f"{len(frame) * size * size * 3 / 2**20:.0f} MiB")

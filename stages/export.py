@@ -1,23 +1,15 @@
-"""Stage export: models/final.keras with its preprocessing inside, as a SavedModel (uint8 RGB
-images of any size) and as TFLite float32 and full-integer int8 models (uint8 RGB at
-model.image_size), each scored on the test split beside the Keras model.
-
-Scored on the pipeline's own decoded test images (data/decoded/test.images.npy), so a
-format that differs from the Keras model differs by its conversion alone. Metrics (accuracy,
-agreement with the Keras model, size) go to reports/export/metrics.json; latency and
-throughput, which change from run to run, go to reports/timing/.
-"""
-import json
-import shutil
+"""Stage export: models/final.keras as a SavedModel and TFLite float32 and int8 models, each
+scored on the decoded test images beside it (so a difference is the conversion's alone)."""
 import time
 
 import keras
 import numpy as np
 
 from catsdogs import params, paths, serving
-from catsdogs.data import load_decoded
+from catsdogs.decoded import load_decoded
+from catsdogs.files import replaced
 from catsdogs.models import BACKBONES
-from catsdogs.training import write_timing
+from catsdogs.reports import write_json, write_timing
 
 OUT = paths.EXPORT_REPORTS
 FORMATS = {"keras": paths.FINAL_MODEL, "saved_model": paths.SAVED_MODEL,
@@ -26,28 +18,14 @@ FORMATS = {"keras": paths.FINAL_MODEL, "saved_model": paths.SAVED_MODEL,
 
 def main():
     p = params.load()
-    knobs = p.export
-    threshold = p.evaluate.threshold
-    OUT.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(paths.EXPORT, ignore_errors=True)
-    paths.EXPORT.mkdir(parents=True)
+    knobs, threshold = p.export, p.evaluate.threshold
 
-    # Export: the SavedModel, then both TFLite models from it.
     start = time.perf_counter()
-    model = keras.models.load_model(paths.FINAL_MODEL)
-    serving.export_saved_model(model, BACKBONES[p.model.backbone].preprocess,
-                               p.model.image_size, paths.SAVED_MODEL)
-    paths.TFLITE_FLOAT32.write_bytes(serving.convert_tflite(paths.SAVED_MODEL))
-    # Calibration images: a seeded draw from the train split, never from test.
-    train_images, _ = load_decoded("train")
-    draw = np.random.default_rng(knobs.representative_seed).choice(
-        len(train_images), min(knobs.representative_images, len(train_images)), replace=False)
-    paths.TFLITE_INT8.write_bytes(serving.convert_tflite(paths.SAVED_MODEL,
-                                                         train_images[np.sort(draw)]))
+    with replaced(paths.EXPORT) as folder:  # every format appears at once, or none
+        folder.mkdir()
+        export(keras.models.load_model(paths.FINAL_MODEL), p.model, knobs, folder)
     timing = {"export_seconds": round(time.perf_counter() - start, 1)}
-    del train_images
 
-    # Score every format on the same decoded test images, timing batches and single images.
     images, labels = load_decoded("test")
     probability = {}
     for name, path in FORMATS.items():
@@ -66,24 +44,38 @@ def main():
             "size_bytes": serving.size_bytes(path),
         }
         print(f"export: {name}: {metrics[name]}, {timing[name]}")
-
-    float32, int8 = metrics["tflite_float32"], metrics["tflite_int8"]
-    drop = float32["accuracy"] - int8["accuracy"]
-    ratio = float32["size_bytes"] / int8["size_bytes"]
-    metrics["int8_goals"] = {
-        "accuracy_drop": drop, "accuracy_drop_max": knobs.int8_accuracy_drop_max,
-        "accuracy_met": drop <= knobs.int8_accuracy_drop_max,
-        "size_ratio": ratio, "size_ratio_min": knobs.int8_size_ratio_min,
-        "size_met": ratio >= knobs.int8_size_ratio_min}
+    metrics["int8_goals"] = int8_goals(metrics["tflite_float32"], metrics["tflite_int8"], knobs)
     metrics["test_images"] = len(labels)
-    (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(OUT / "metrics.json", metrics)
     timing["tflite_threads"] = serving.tflite_threads(knobs.tflite_threads)
     write_timing(OUT, timing)
 
 
+def export(model, model_knobs, knobs, folder):
+    """The SavedModel, then both TFLite models from it; int8 calibrates on train images."""
+    saved_model = folder / paths.SAVED_MODEL.name
+    serving.export_saved_model(model, BACKBONES[model_knobs.backbone].preprocess,
+                               model_knobs.image_size, saved_model)
+    (folder / paths.TFLITE_FLOAT32.name).write_bytes(serving.convert_tflite(saved_model))
+    train_images, _ = load_decoded("train")
+    draw = np.random.default_rng(knobs.representative_seed).choice(
+        len(train_images), min(knobs.representative_images, len(train_images)), replace=False)
+    (folder / paths.TFLITE_INT8.name).write_bytes(
+        serving.convert_tflite(saved_model, train_images[np.sort(draw)]))
+
+
+def int8_goals(float32, int8, knobs):
+    drop = float32["accuracy"] - int8["accuracy"]
+    ratio = float32["size_bytes"] / int8["size_bytes"]
+    return {"accuracy_drop": drop, "accuracy_drop_max": knobs.int8_accuracy_drop_max,
+            "accuracy_met": drop <= knobs.int8_accuracy_drop_max,
+            "size_ratio": ratio, "size_ratio_min": knobs.int8_size_ratio_min,
+            "size_met": ratio >= knobs.int8_size_ratio_min}
+
+
 def measure(classifier, images, batch_size, latency_runs):
-    """(p(dog) of every image, batch_size at a time; the timings of that and of single images).
-    A warm-up call first: the first call builds the graph or allocates the tensors."""
+    """(p(dog) of every image, batch_size at a time; timings of that and of single images)."""
+    # warm-up: the first call builds the graph or allocates the tensors
     classifier(images[:1])
     start = time.perf_counter()
     probability = serving.probabilities(classifier, images, batch_size)

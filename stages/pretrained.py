@@ -1,11 +1,5 @@
-"""Stage pretrained@<backbone>: the weights a backbone starts from, as a tracked file.
-
-models/pretrained/<backbone>_<size>.weights.h5 holds the headless backbone: ImageNet weights
-(the file keras.applications loads, else a converted one; see models.imagenet_base), or with
-model.weights null a random init drawn from train.seed. Every training stage starts from
-this file, so dvc.lock records which weights each result used. Which file they came from,
-with its sha256, goes to reports/pretrained/<backbone>_<size>.json.
-"""
+"""Stage pretrained@<backbone>: the backbone's starting weights (ImageNet, or a seeded random
+init) as a tracked file, so dvc.lock records which weights each result used."""
 import hashlib
 import json
 import sys
@@ -14,6 +8,7 @@ import keras
 
 from catsdogs import params, paths
 from catsdogs.files import replaced
+from catsdogs.reports import write_json
 from catsdogs.models import BACKBONES, build_base, imagenet_base
 
 
@@ -29,8 +24,7 @@ def main():
 
     if p.model.weights == "imagenet":
         base, source_file = imagenet_base(backbone, image_size)
-        # Keras checks the hash of EfficientNet's file only: for the MobileNets, any file under
-        # Keras' name loads, so the sha256 below is what tells which weights these are.
+        # Keras checks only EfficientNet files' hashes: the sha256 tells which weights these are.
         keras_name = source_file.name == BACKBONES[backbone].weights_file.format(size=image_size)
         source = {"loaded_by": "keras.applications, weights='imagenet' (the file under Keras' "
                                "own name)" if keras_name else "load_weights (a converted file)",
@@ -46,9 +40,7 @@ def main():
     provenance = {"backbone": backbone, "image_size": image_size, **source,
                   "layers": len(base.layers), "params": base.count_params(),
                   "weights_sha256": sha256(target)}
-    provenance_file = paths.pretrained_provenance(backbone, image_size)
-    provenance_file.parent.mkdir(parents=True, exist_ok=True)
-    provenance_file.write_text(json.dumps(provenance, indent=2) + "\n")
+    write_json(paths.pretrained_provenance(backbone, image_size), provenance)
     print(f"pretrained@{backbone}: {json.dumps(source)} -> {target}")
 
 

@@ -1,13 +1,10 @@
 """Stage split: seeded, stratified train/val split of the training pool; test = validation folder.
-
-Writes file lists (path, label, class), not copies. Labels follow the sorted class names.
-"""
-import json
-
+Writes file lists (path, label, class); labels follow the sorted class names."""
 import pandas as pd
 
 from catsdogs import params, paths
 from catsdogs.files import discard, replaced, require
+from catsdogs.reports import write_json
 
 MANIFEST_COLUMNS = ["path", "class", "split"]
 
@@ -27,12 +24,10 @@ def stratified_split(pool, val_fraction, seed):
 
 
 def read_manifest(classes):
-    """validate's manifest: path, class and split, as text (a class "007", "True" or "NA"
-    stays a name); a row whose class or split this run cannot label stops it, naming the
-    file and row."""
+    """validate's manifest: path, class and split, as text (a class "NA" stays a name); a row
+    whose class or split this run cannot label stops it."""
     require(paths.MANIFEST, "split", made_by="validate")
-    # Only the columns used: the other columns (hashes, sizes) would make memory grow
-    # several times faster with the number of images.
+    # Only the columns used: the hashes and sizes would make memory grow several times faster.
     try:
         manifest = pd.read_csv(paths.MANIFEST, usecols=MANIFEST_COLUMNS, dtype=str,
                                keep_default_na=False)
@@ -50,7 +45,6 @@ def read_manifest(classes):
 def main():
     p = params.load()
     classes, val_fraction, seed = sorted(p.classes), p.split.val_fraction, p.split.seed
-    # A previous run's files go first: a run that fails leaves none to be taken for its own.
     discard(paths.SPLIT, paths.SPLIT_METRICS)
 
     manifest = read_manifest(classes)
@@ -67,8 +61,7 @@ def main():
             counts[f"{name}_images"] = len(frame)
             for class_name, n in frame["class"].value_counts().sort_index().items():
                 counts[f"{name}_{class_name}"] = int(n)
-    with replaced(paths.SPLIT_METRICS) as metrics:
-        metrics.write_text(json.dumps(counts, indent=2) + "\n")
+    write_json(paths.SPLIT_METRICS, counts)
     print("split: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
 

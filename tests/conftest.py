@@ -27,6 +27,13 @@ def write_image(path, tint, rng, size=(48, 40), fmt="JPEG"):
     Image.fromarray(pixels).save(path, format=fmt)
 
 
+def decode_files(files, image_size):
+    """Each file's uint8 image at image_size, as validate decodes it: (N, size, size, 3)."""
+    from catsdogs.data import image_decoder  # TensorFlow: only for the tests that decode
+    decode = image_decoder(image_size)
+    return np.stack([decode(Path(file).read_bytes()).numpy() for file in files])
+
+
 def make_dataset(root, per_class={"train": 12, "validation": 6}, seed=0):
     """root/<split>/<class>/<class>.<i>.jpg, the layout of cats_and_dogs_filtered."""
     rng = np.random.default_rng(seed)

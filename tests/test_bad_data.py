@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from catsdogs import scan
 from catsdogs.data import decode_image
 from stages import fetch, split, validate
 
@@ -238,8 +239,8 @@ def chain(tmp_path_factory, write_params):
         patch.chdir(work)
         # validate switches Pillow's bomb guard off for its process: keep it for the others.
         patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
-        decoder = validate.image_decoder
-        patch.setattr(validate, "image_decoder",  # the decoder of one size, spied on
+        decoder = scan.image_decoder
+        patch.setattr(scan, "image_decoder",  # the decoder of one size, spied on
                       lambda size: lambda data: decoded.append(data) or decoder(size)(data))
         fetch.main()
         raw_after_fetch = snapshot(work / "data/raw")

@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from catsdogs import paths
-from catsdogs.data import load_decoded, read_split
+from catsdogs.decoded import load_decoded, read_split
 from conftest import write_image
 from stages import decode, fetch, split, validate
 from test_fetch_safety import assert_accounted as assert_fetch_accounted

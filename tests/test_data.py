@@ -11,10 +11,10 @@ from PIL import Image
 
 from catsdogs import params as P
 from catsdogs import paths as project_paths
-from catsdogs.data import (DecodedImages, TrainingData, augmentation, augmented_eval_dataset,
-                           decode_files, decode_image, decoded_rows, eval_dataset, eval_split,
-                           load_decoded, read_split, save_decoded, train_dataset)
-from conftest import ROOT
+from catsdogs.data import (TrainingData, augmentation, decode_image, eval_dataset, eval_split,
+                           train_dataset)
+from catsdogs.decoded import DecodedImages, load_decoded, read_split, save_decoded
+from conftest import ROOT, decode_files
 
 PREPROCESS = keras.applications.mobilenet_v2.preprocess_input
 
@@ -145,7 +145,8 @@ def test_a_split_not_decoded_is_named(tmp_path, monkeypatch):
 
 def test_decode_writes_a_plain_npy_row_by_row(solid_files, tmp_path):
     paths, labels = solid_files
-    save_decoded("train", decoded_rows(paths, 16), labels, folder=tmp_path)  # a one-pass stream
+    rows = iter(decode_files(paths, 16))  # a one-pass stream, as validate writes it
+    save_decoded("train", rows, labels, folder=tmp_path)
     # Any numpy reads the files, without pickle: the images as decode_files gives them.
     np.testing.assert_array_equal(np.load(tmp_path / "train.images.npy", allow_pickle=False),
                                   decode_files(paths, 16))
@@ -190,7 +191,8 @@ def test_rows_out_of_range_are_refused(on_disk, key):
 def test_batches_from_disk_equal_batches_from_memory(on_disk):
     """The same rows, order and augmentation draws whichever way the images are held."""
     images, stored, labels = on_disk
-    augment = augmentation(20, 0.2, True)
+    augment = augmentation(P.Augment(rotation_degrees=20.0, shift_fraction=0.2,
+                                     horizontal_flip=True))
     for epoch in (0, 3):
         memory, disk = (train_dataset(x, labels, 5, PREPROCESS, augment, 7)
                         for x in (images, stored))
@@ -198,14 +200,11 @@ def test_batches_from_disk_equal_batches_from_memory(on_disk):
         disk.epoch.assign(epoch)
         for a, b in zip(one_pass(memory.batches)[1], one_pass(disk.batches)[1]):
             np.testing.assert_array_equal(a, b)
-    for make in (lambda x: eval_dataset(x, labels, 5, PREPROCESS),
-                 lambda x: augmented_eval_dataset(x, labels, 5, PREPROCESS, augment,
-                                                  tf.Variable(2, dtype=tf.int64), 7)):
-        batches = [one_pass(make(x))[0] for x in (images, stored)]
-        assert [x.shape for x, _ in batches[0]] == [x.shape for x, _ in batches[1]]
-        for (a, a_labels), (b, b_labels) in zip(*batches):
-            np.testing.assert_array_equal(a, b)
-            np.testing.assert_array_equal(a_labels, b_labels)
+    batches = [one_pass(eval_dataset(x, labels, 5, PREPROCESS))[0] for x in (images, stored)]
+    assert [x.shape for x, _ in batches[0]] == [x.shape for x, _ in batches[1]]
+    for (a, a_labels), (b, b_labels) in zip(*batches):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a_labels, b_labels)
 
 
 # ---- eval_dataset ----------------------------------------------------------------------
@@ -326,8 +325,8 @@ def test_train_dataset_applies_the_preprocessing():
 # ---- Augmentation ----------------------------------------------------------------------
 
 def augment_from(**knobs):
-    return augmentation(**{"rotation_degrees": 0, "shift_fraction": 0.0,
-                           "horizontal_flip": False, **knobs})
+    return augmentation(P.Augment(**{"rotation_degrees": 0.0, "shift_fraction": 0.0,
+                                     "horizontal_flip": False, **knobs}))
 
 
 def test_augmentation_is_none_when_every_part_is_off_and_built_otherwise():
@@ -338,8 +337,7 @@ def test_augmentation_is_none_when_every_part_is_off_and_built_otherwise():
         assert callable(augment_from(**knobs)), knobs
     # The committed params' augment section, as the stages pass it: augmentation on.
     committed = P.load(ROOT / "params.yaml").augment
-    assert callable(augmentation(committed.rotation_degrees, committed.shift_fraction,
-                                 committed.horizontal_flip))
+    assert callable(augmentation(committed))
 
 
 def noise_batch(count=32, size=16, seed=0):

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from catsdogs import paths
-from catsdogs.data import decode_files, load_decoded, read_split
+from catsdogs.decoded import load_decoded, read_split
+from conftest import decode_files
 from stages import decode, fetch, split, validate
 
 

@@ -88,7 +88,7 @@ def test_no_stage_imports_another_stage(name):
     assert others == []
 
 
-@pytest.mark.parametrize("name", ["split", "compare_report",
+@pytest.mark.parametrize("name", ["split", "decode", "compare_report",
                                   "studies/legacy/dvc.yaml:legacy_report"])
 def test_light_stages_do_not_load_tensorflow(name):
     code = code_of(stage_script(DVC_YAML[name]))
@@ -104,3 +104,10 @@ def test_the_checker_sees_nested_and_transitive_imports():
     assert "catsdogs/data.py" not in found  # the report stage stays free of TensorFlow
     trainer = code_of(ROOT / "stages" / "train_head.py")
     assert "catsdogs/resume.py" in trainer  # only through catsdogs/training.py
+
+
+@pytest.mark.parametrize("name", ["evaluate", "export"])
+def test_scoring_stages_do_not_depend_on_the_training_code(name):
+    """A change to fitting or resume code does not rerun evaluate or export."""
+    code = code_of(stage_script(DVC_YAML[name]))
+    assert {"catsdogs/training.py", "catsdogs/resume.py"} & code == set()

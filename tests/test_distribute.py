@@ -20,9 +20,9 @@ import yaml
 
 from catsdogs import params as P
 from catsdogs import paths
-from catsdogs.data import decode_files, save_decoded
+from catsdogs.decoded import save_decoded
 from catsdogs.models import BACKBONES
-from conftest import ROOT, make_dataset, tiny_params
+from conftest import ROOT, decode_files, make_dataset, tiny_params
 
 BACKBONE, SIZE = "mobilenet_v2", 160
 WEIGHTS = paths.keras_cache() / "models" / BACKBONES[BACKBONE].weights_file.format(size=SIZE)

@@ -2,17 +2,23 @@
 splits and across classes; a brightened or resized copy is reported as a near-duplicate;
 distinct pictures are never flagged. Outputs are byte-identical across reruns.
 """
+import hashlib
 import io
 import json
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
+from catsdogs import duplicates
 from catsdogs import params as P
 from catsdogs import paths
 from catsdogs.data import decode_image
+from conftest import ROOT
 from stages import split, validate
 from test_validate_safety import assert_accounted, entries, reasons
 
@@ -184,3 +190,78 @@ def test_distinct_pictures_are_never_flagged(judged):
 def test_outputs_are_byte_identical_across_reruns(judged):
     root, first, _ = judged
     assert outputs(root) == first
+
+
+# ---------------------------------------------------------------------------------------
+# catsdogs.duplicates alone: the images validate already decoded, no decoder of its own.
+
+def test_duplicates_imports_no_decoder():
+    code = ("import sys, catsdogs.duplicates; "
+            "print(sorted({'tensorflow', 'catsdogs.data'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def row(path, cls, image):
+    """A clean metadata row as validate's scan makes it, for image (its own bytes)."""
+    return {"path": path, "class": cls, "split": path.split("/")[2],
+            "sha256": hashlib.sha256(path.encode()).hexdigest(),
+            "decoded_sha256": hashlib.sha256(image.tobytes()).hexdigest(),
+            "dhash": duplicates.difference_hash(image)}
+
+
+def test_copies_linked_through_other_copies_are_one_picture_led_by_the_first_path():
+    base = np.asarray(picture(1, size=(SIZE, SIZE))) // 2  # room to brighten without clipping
+    other = np.asarray(picture(2, size=(SIZE, SIZE)))
+    images = {  # index -> image; rows of the table that were quarantined already are absent
+        10: base, 20: other, 30: base + 3, 40: base + 6, 50: other.copy(), 60: base + 3}
+    table = pd.DataFrame([row(path, cls, images[i]) for i, (path, cls) in zip(images, [
+        ("data/raw/train/cats/a.jpg", "cats"), ("data/raw/train/cats/b.jpg", "cats"),
+        ("data/raw/train/cats/c.jpg", "cats"), ("data/raw/train/cats/d.jpg", "cats"),
+        ("data/raw/train/dogs/e.jpg", "dogs"), ("data/raw/validation/cats/f.jpg", "cats")])],
+        index=list(images))
+    knobs = SimpleNamespace(near_duplicate_max_distance=4, same_picture_max_difference=4.0)
+    near, same = duplicates.same_pictures(table, knobs, images.__getitem__)
+    # a~c (3 apart) and c~d (3 apart) are the same picture, so a, c, d and f (c's pixels) are
+    # one, though a and d are 6 apart: a near pair, not a same one.
+    assert same == [[10, 30, 40, 60], [20, 50]]
+    a_and_d = (near["path"] == "data/raw/train/cats/a.jpg") & (
+        near["near_path"] == "data/raw/train/cats/d.jpg")
+    assert near.loc[a_and_d, "same_picture"].tolist() == [False]
+    reasons = duplicates.copy_reasons(table, same, SIZE, images.__getitem__)
+    copy = (f"duplicate of data/raw/train/cats/a.jpg (other bytes, nearly the same pixels at "
+            f"{SIZE}x{SIZE} px: mean difference")
+    conflict = "label conflict: the same image is under cats and dogs (also data/raw/train"
+    assert reasons == {30: f"{copy} 3.00)", 40: f"{copy} 6.00)",  # 40: measured from a
+                       60: f"{copy} 3.00)", 20: f"{conflict}/dogs/e.jpg)",
+                       50: f"{conflict}/cats/b.jpg)"}
+
+
+def union_find_groups(index, links):
+    """The groups as validate found them before connected_components: union-find where a
+    group's earliest row leads it."""
+    lead = list(range(len(index)))
+
+    def first(i):
+        while lead[i] != i:
+            i = lead[i]
+        return i
+
+    for a, b in links:
+        a, b = first(a), first(b)
+        lead[max(a, b)] = min(a, b)
+    groups = {}
+    for i in range(len(index)):
+        groups.setdefault(first(i), []).append(index[i])
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def test_groups_are_the_union_find_groups():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(0, 40))
+        index = pd.Index(np.sort(rng.choice(10_000, n, replace=False)))
+        links = [tuple(int(k) for k in rng.choice(n, 2, replace=False))
+                 for _ in range(int(rng.integers(0, n + 1)))] if n > 1 else []
+        assert duplicates.groups(index, links) == union_find_groups(index, links)

@@ -1,5 +1,6 @@
 """binary_metrics on small cases worked out by hand (positive class: label 1), score() on
 decoded split files, and the flattening of dvclive's summary."""
+import json
 import math
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 
 from catsdogs.evaluation import (Bootstrap, accuracy_interval, binary_metrics, comparison_row,
-                                 last_epoch, mcnemar)
-from conftest import ROOT, tiny_params
+                                 last_epoch, mcnemar, read_predictions)
+from conftest import ROOT, decode_files, tiny_params
 
 # Predictions at 0.5: 1 1 0 0 | 0 1 -> tp=2, fn=1, tn=2, fp=1.
 LABELS = [1, 1, 1, 0, 0, 0]
@@ -85,7 +86,8 @@ def by_hand(images, backbone):
                                                  ("mobilenet_v2", 0.9)])
 def test_score_predicts_each_decoded_split_in_file_order(tiny_dataset, tmp_path, monkeypatch,
                                                          backbone, threshold):
-    from catsdogs.data import decode_files, eval_split, save_decoded
+    from catsdogs.data import eval_split
+    from catsdogs.decoded import save_decoded
     from catsdogs.evaluation import score
     from catsdogs.models import BACKBONES
 
@@ -179,6 +181,37 @@ def test_mcnemar_exact_p_values(only_a, only_b, p_value):
     assert result["p_value"] == pytest.approx(p_value)
     assert result["significant"] == (p_value < 0.05)
     assert mcnemar(b, a, 0.05)["p_value"] == pytest.approx(p_value)  # symmetric
+
+
+def test_mcnemar_agrees_with_scipy_and_keeps_the_committed_p_values():
+    """scipy.stats.binomtest is the library answer: ours agrees to rounding (it is exact in
+    integers, binomtest is not bit for bit: 4 of the committed study p-values differ from it
+    in the last digit). On the committed test predictions, ours gives the committed p-values."""
+    from scipy.stats import binomtest
+    for n in range(1, 120):
+        for k in range(n + 1):
+            ours = mcnemar([True] * k + [False] * (n - k), [False] * k + [True] * (n - k), 0.05)
+            assert ours["p_value"] == pytest.approx(binomtest(k, n).pvalue, rel=1e-12, abs=0)
+    reports = ROOT / "reports"
+    final = read_predictions(reports / "evaluate/test_predictions.csv")
+    right = {name: (final[f"{name}_predicted"] == final["class"]).to_numpy()
+             for name in ("final", "baseline")}
+    committed = json.loads((reports / "evaluate/metrics.json").read_text())
+    assert mcnemar(right["final"], right["baseline"], 0.05)["p_value"] == \
+        committed["final_vs_baseline_test"]["p_value"]
+    compared = json.loads((reports / "compare/metrics.json").read_text())
+    main = next(iter(compared))
+    for backbone in list(compared)[1:]:
+        runs = read_predictions(reports / f"compare/runs/{backbone}/test_predictions.csv")
+        assert mcnemar(runs["correct"].to_numpy(), right["final"], 0.05)["p_value"] == \
+            compared[backbone][f"test_vs_{main}_p_value"]
+    study = json.loads((reports / "legacy/metrics.json").read_text())
+    old_setup = read_predictions(reports / "legacy/runs/old_setup/predictions.csv")["correct"]
+    for variant in (ROOT / "reports/legacy/runs").iterdir():
+        runs = read_predictions(variant / "predictions.csv")["correct"]
+        if variant.name != "old_setup":
+            assert mcnemar(runs.to_numpy(), old_setup.to_numpy(), 0.05)["p_value"] == \
+                study[variant.name]["test_p_vs_old_setup"]
 
 
 # last_epoch: dvclive's summary (metrics.json) -> Keras' names.

@@ -400,7 +400,8 @@ def test_backslash_separators_are_understood(tmp_path, work, write_params):
 
 
 @pytest.mark.parametrize("source", ["ftp://example.com/cats.zip", "s3://bucket/cats.zip",
-                                    "file:///data/cats.zip", "www.example.com/cats.zip"])
+                                    "file:///data/cats.zip", "www.example.com/cats.zip",
+                                    "FTP://example.com/cats.zip"])
 def test_a_url_that_is_no_http_url_is_refused_before_anything_happens(
         work, tiny_dataset, write_params, source):
     write_params(work, tiny_dataset)
@@ -415,6 +416,48 @@ def test_a_url_that_is_no_http_url_is_refused_before_anything_happens(
     assert_one_line(text)
     assert state(work) == before
     assert_accounted(work, source_files(tiny_dataset))
+
+
+def test_url_schemes_are_case_insensitive(tmp_path, work, tiny_dataset, write_params):
+    # RFC 3986: HTTPS:// is https://. The cache holds the zip: nothing is downloaded.
+    cache = tmp_path / "keras_home"
+    (cache / "datasets").mkdir(parents=True)
+    shutil.make_archive(str(cache / "datasets/pets"), "zip", tiny_dataset)
+    write_params(work, "HTTPS://127.0.0.1:9/pets.zip")
+    result = subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=work,
+                            env={**env(), "KERAS_HOME": str(cache)}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert raw_files(work) == source_files(tiny_dataset)
+    assert_accounted(work, source_files(tiny_dataset))
+
+
+# ---------------------------------------------------------------------------------------
+# A file where fetch needs a folder: one line naming it, before anything changes.
+
+def files_under(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("path", ["data", "reports", "reports/fetch",
+                                  f"data/{fetch.PARTIAL_PREFIX}left"])
+def test_a_file_where_fetch_needs_a_folder_is_named(work, tiny_dataset, write_params, path):
+    write_params(work, tiny_dataset)
+    if path != "data":
+        fetch.main()  # a good earlier run, whose data/raw must survive
+        if (work / path).is_dir():
+            shutil.rmtree(work / path)
+    (work / path).write_text("a file, not a folder")
+    before = files_under(work)
+    with pytest.raises(SystemExit) as failure:
+        fetch.main()
+    text = str(failure.value)
+    assert text == f"fetch: {path} exists but is not a folder: move it away, then run again"
+    assert files_under(work) == before
+    if path == "data":  # validate takes the same lock on data/
+        with pytest.raises(SystemExit, match="^validate: data exists but is not a folder"):
+            validate.main()
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import pytest
 from catsdogs import params as P
 from catsdogs.data import augmentation, train_dataset
 from catsdogs.models import find_base
-from conftest import copy_project, dvc, run, tiny_params
-from stages import legacy, legacy_report
+from conftest import ROOT, copy_project, dvc, run, tiny_params
+from studies.legacy import legacy, legacy_report
+from studies.legacy import params as LP
 
 STUDY = "studies/legacy/dvc.yaml"
 # Few variants keep the end-to-end run short: the reference, the one that matches the tiny
@@ -30,7 +31,7 @@ STUDY_STAGES = [f"{STUDY}:legacy@old_setup", f"{STUDY}:legacy@all_four",
 
 
 def test_each_variant_is_old_setup_with_only_its_named_factors_changed():
-    legacy_params = P.parse(tiny_params()).legacy
+    _, legacy_params = LP.parse(tiny_params())
     old = legacy_params.old_setup.model_dump()
     for name in [*legacy_params.variants, *legacy_params.recipe_variants]:
         setup = legacy_params.setup(name).model_dump()
@@ -58,8 +59,34 @@ def test_each_variant_is_old_setup_with_only_its_named_factors_changed():
 def test_bad_legacy_params_are_refused_by_name(change, message):
     raw = tiny_params()
     change(raw["legacy"])
+    P.parse(raw)  # the core leaves the study's section to the study
     with pytest.raises(P.ParamError, match=re.escape(message)):
-        P.parse(raw)
+        LP.parse(raw)
+
+
+def test_several_legacy_errors_are_listed_in_one_message():
+    raw = tiny_params()
+    raw["legacy"]["epochs"] = "10"
+    del raw["legacy"]["old_setup"]["validation"]
+    message = str(pytest.raises(P.ParamError, LP.parse, raw).value)
+    assert message.startswith("params.yaml: ") and message.count("; ") == 1
+    assert "'legacy.epochs' = '10'" in message and "without quotes" in message
+    assert "'legacy.old_setup.validation' is missing" in message
+
+
+def test_a_missing_legacy_section_is_one_clear_message():
+    raw = tiny_params()
+    del raw["legacy"]
+    P.parse(raw)  # the main pipeline runs without it
+    with pytest.raises(P.ParamError, match="^params.yaml: 'legacy' is missing: "
+                                           "studies/legacy's stages read"):
+        LP.parse(raw)
+
+
+def test_the_core_does_not_import_the_study():
+    core = sorted((ROOT / "catsdogs").glob("*.py"))
+    assert core and [path.name for path in core
+                     if re.search(r"^\s*(from|import)\s+studies\b", path.read_text(), re.M)] == []
 
 
 def ran(output, stage):
@@ -72,8 +99,8 @@ def batchnorms(model):
 
 
 def built(variant, size=32):
-    p = P.parse(tiny_params())
-    setup = p.legacy.setup(variant)
+    _, legacy_params = LP.parse(tiny_params())
+    setup = legacy_params.setup(variant)
     model = legacy.all_layers_model("mobilenet_v2", size, None, setup, seed=0)
     images = np.random.default_rng(0).integers(0, 256, (8, size, size, 3)).astype("float32")
     preprocess = legacy.input_scaling(setup, "mobilenet_v2")
@@ -116,13 +143,15 @@ def test_preprocess_input_variant_feeds_the_backbone_its_own_range():
 def test_rescale_reaches_the_training_batches():
     images = np.full((4, 8, 8, 3), 255, "uint8")
     train = train_dataset(images, np.zeros(4, "float32"), 2, legacy.rescale,
-                          augmentation(0, 0, False), seed=0)
+                          augmentation(P.Augment(rotation_degrees=0.0, shift_fraction=0.0,
+                                                 horizontal_flip=False)), seed=0)
     batch, _ = next(iter(train.batches))
     np.testing.assert_allclose(batch, 1.0)
 
 
 def test_findings_are_written_from_the_numbers():
-    p = P.parse(tiny_params())  # the committed variants: four single changes, all_four
+    # The committed variants: four single changes, all_four.
+    p, legacy_params = LP.parse(tiny_params())
     test = {"old_setup": 0.70, "a_preprocess_input": 0.71, "b_frozen_batchnorm": 0.95,
             "c_learning_rate": 0.72, "d_clean_validation": 0.70, "all_four": 0.97,
             "seed_solution": 0.90}
@@ -133,7 +162,7 @@ def test_findings_are_written_from_the_numbers():
                    "test_accuracy": accuracy, "test_p_vs_old_setup": 0.001 if name in differs
                    else 0.5, "test_differs_from_old_setup": name in differs}
             for name, accuracy in test.items()}
-    text = "\n".join(legacy_report.findings(p, rows, right, like_baseline=[]))
+    text = "\n".join(legacy_report.findings(p, legacy_params, rows, right, like_baseline=[]))
     assert "b_frozen_batchnorm (batchnorm batch_statistics → frozen): test 0.950 (+0.250" in text
     assert "a_preprocess_input (preprocess rescale → backbone): test 0.710 (+0.010, p = 0.5: " \
            "noise" in text
@@ -143,11 +172,11 @@ def test_findings_are_written_from_the_numbers():
     assert "only seed_solution is right on 0 images, only the recipe on 5 (p = 0.062: " \
            "noise)" in text
     rows["b_frozen_batchnorm"].update(test_p_vs_old_setup=0.2, test_differs_from_old_setup=False)
-    text = "\n".join(legacy_report.findings(p, rows, right, like_baseline=[]))
+    text = "\n".join(legacy_report.findings(p, legacy_params, rows, right, like_baseline=[]))
     assert "No single change improves test accuracy beyond noise" in text and "93%" not in text
     rows["c_learning_rate"].update(test_accuracy=0.60, test_p_vs_old_setup=0.01,
                                    test_differs_from_old_setup=True)
-    text = "\n".join(legacy_report.findings(p, rows, right, like_baseline=[]))
+    text = "\n".join(legacy_report.findings(p, legacy_params, rows, right, like_baseline=[]))
     assert "Alone, these make it worse: c_learning_rate (-0.100)." in text
 
 

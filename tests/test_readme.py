@@ -4,12 +4,22 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "readme_results.py"
 
 
 def test_readme_results_match_the_committed_reports():
-    result = subprocess.run([sys.executable, "scripts/readme_results.py", "--check"],
+    result = subprocess.run([sys.executable, str(SCRIPT), "--check"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_help_prints_usage_and_writes_nothing(tmp_path):
+    stale = "# stale\n<!-- STORY:BEGIN -->\nold\n<!-- STORY:END -->\n"
+    (tmp_path / "README.md").write_text(stale)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--help"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0 and "--check" in result.stdout, result.stderr
+    assert (tmp_path / "README.md").read_text() == stale
 
 
 def test_readme_has_the_two_setup_commands_and_ci_runs_the_test_one():

@@ -14,10 +14,11 @@ import pytest
 
 from catsdogs import params as P
 from catsdogs import paths
-from catsdogs.data import (augmentation, decode_files, eval_split, load_decoded, save_decoded,
-                           train_dataset)
-from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base
-from catsdogs.training import fit, seed_everything
+from catsdogs.data import augmentation, eval_split, train_dataset
+from catsdogs.decoded import load_decoded, save_decoded
+from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, seed_everything
+from catsdogs.training import fit
+from conftest import decode_files
 
 BACKBONE, SIZE = "mobilenet_v2", 160
 ZIP = paths.keras_cache() / "datasets" / "cats_and_dogs_filtered.zip"
@@ -60,18 +61,18 @@ def test_frozen_head_on_imagenet_features_separates_real_cats_and_dogs(
     with zipfile.ZipFile(ZIP) as archive:
         for split, source_split in (("train", "train"), ("val", "validation")):
             frame = extract_subset(archive, source_split, PER_CLASS[split], tmp_path / "images")
-            save_decoded(split, decode_files(frame["path"], SIZE, name=split), frame["label"])
+            save_decoded(split, decode_files(frame["path"], SIZE), frame["label"])
 
     preprocess = BACKBONES[BACKBONE].preprocess
     seed = p.train.seed
     seed_everything(seed)
-    val, val_labels = eval_split("val", p.train.batch_size, preprocess)
+    val = eval_split("val", p.train.batch_size, preprocess)
+    val_labels = val[1]
     assert len(val_labels) == 2 * PER_CLASS["val"]
     model = build_classifier(BACKBONE, SIZE, "imagenet", p.train_head.dropout, seed)
     assert not find_base(model).trainable
     compile_binary(model, p.train_head.learning_rate)
-    augment = augmentation(p.augment.rotation_degrees, p.augment.shift_fraction,
-                           p.augment.horizontal_flip)
+    augment = augmentation(p.augment)
     train = train_dataset(*load_decoded("train"), p.train.batch_size, preprocess, augment, seed)
     assert train.images == 2 * PER_CLASS["train"]
     # A relative live dir, as the stages use (training keeps backups under .backups/<live dir>).

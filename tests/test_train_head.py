@@ -11,11 +11,10 @@ import pytest
 import stages.pretrained
 import stages.train_head
 from catsdogs import paths
-from catsdogs.data import decode_files, save_decoded
-from catsdogs.models import build_classifier, find_base
+from catsdogs.decoded import save_decoded
+from catsdogs.models import build_classifier, find_base, seed_everything
 from catsdogs.resume import EpochBackup
-from catsdogs.training import seed_everything
-from conftest import make_dataset, tiny_params
+from conftest import decode_files, make_dataset, tiny_params
 
 EPOCHS = 3
 OTHER_LEARNING_RATE = 0.01   # the committed train_head.learning_rate is 0.001

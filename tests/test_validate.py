@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from catsdogs.data import decode_files
+from catsdogs import params, scan
+from conftest import decode_files
 from stages import validate
 
 SIDE = 40
@@ -111,13 +112,13 @@ def test_quarantines_each_bad_file_with_its_reason(project):
             assert fragment in reasons[path], (path, reasons[path])
     assert reasons["data/raw/train/cats/corrupt.jpg"] == "unreadable by Pillow"
     assert reasons["data/raw/README.txt"] == "not in a split folder; unreadable by Pillow"
-    assert list(quarantine.columns) == validate.COLUMNS + ["reason"]  # min_side is dropped
+    assert list(quarantine.columns) == scan.COLUMNS + ["reason"]  # min_side is dropped
 
 
 def test_manifest_holds_only_accepted_images_sorted(project):
     root, _, _ = project
     manifest = pd.read_csv(root / "data/validated/manifest.csv")
-    assert list(manifest.columns) == validate.COLUMNS
+    assert list(manifest.columns) == scan.COLUMNS
     assert "min_side" not in manifest.columns
     assert not set(manifest["path"]) & set(QUARANTINED)
     assert list(manifest["path"]) == sorted(manifest["path"])
@@ -137,7 +138,7 @@ def test_manifest_images_are_the_accepted_files_decoded_in_manifest_order(projec
     decoded_between = quarantined[(quarantined["decodable"] == True)  # noqa: E712 (NA too)
                                   & (quarantined["path"] < manifest["path"].iloc[-1])]
     assert len(decoded_between) >= 3  # tiny.jpg, wide.jpg, dup.jpg, ...
-    size = validate.params.load(root / "params.yaml").model.image_size
+    size = params.load(root / "params.yaml").model.image_size
     images = np.load(root / "data/validated/manifest.images.npy", allow_pickle=False)
     paths = [str(root / path) for path in manifest["path"]]
     np.testing.assert_array_equal(images, decode_files(paths, size))
@@ -166,20 +167,20 @@ def test_files_described_in_parallel_give_the_serial_table(project):
     """Threads describe the files; the table (and so every output) is the one-thread one,
     row for row in path order."""
     root, _, _ = project
-    p = validate.params.load(root / "params.yaml")
+    p = params.load(root / "params.yaml")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
-        serial, parallel = (scan(p, workers) for workers in (1, 4))
+        serial, parallel = (scanned(p, workers) for workers in (1, 4))
     assert list(serial[0]["path"]) == sorted(serial[0]["path"])
     pd.testing.assert_frame_equal(parallel[0], serial[0])
     assert parallel[1] == serial[1] and len(serial[1]) > 0  # the same images, in that order
 
 
-def scan(p, workers):
+def scanned(p, workers):
     """(validate's table, the images its scan wrote) with `workers` threads."""
     with tempfile.TemporaryFile() as pixels_file:
-        table = validate.scan_raw(p.validate_, p.model.image_size, pixels_file, workers)
+        table = scan.scan_raw(p.validate_, p.model.image_size, pixels_file, workers)
         pixels_file.seek(0)
         return table, pixels_file.read()
 

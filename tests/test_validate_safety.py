@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import pandas as pd
 from PIL import Image
 
+from catsdogs.files import named
 from conftest import make_dataset
 from stages import fetch, validate
 from test_fetch_safety import assert_accounted as assert_fetch_accounted
@@ -30,7 +31,7 @@ def entries(root):
     found = set()
     for folder, dirnames, names in os.walk(root / "data/raw"):
         links = [d for d in dirnames if os.path.islink(os.path.join(folder, d))]
-        found |= {validate.named(os.path.relpath(os.path.join(folder, name), root))
+        found |= {named(os.path.relpath(os.path.join(folder, name), root))
                   for name in names + links}
     return found
 

@@ -1,18 +1,17 @@
 """Stage legacy_report (studies/legacy/dvc.yaml): the old setup and its variants in one table,
 a few sentences written from the numbers, and one figure of their learning curves; the
 project's baseline (stages baseline and evaluate) beside the variant that matches it."""
-import json
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from catsdogs import params, paths, plots
-from catsdogs.evaluation import (Bootstrap, accuracy_interval, last_epoch, mcnemar, read_json,
-                                 read_predictions)
+from catsdogs import paths, plots
+from catsdogs.evaluation import Bootstrap, accuracy_interval, last_epoch, mcnemar, read_predictions
+from catsdogs.reports import read_json, write_json, write_text
+from studies.legacy import params
 
-OUT, RUNS = paths.LEGACY_REPORTS, paths.LEGACY_RUNS
+OUT, RUNS = params.REPORTS, params.RUNS
 REFERENCE, BASELINE, RECIPE = "old_setup", "project_baseline", "recipe"  # the last two: evaluate's
 HEADER = ["variant", "what changed", "train acc", "val acc", "train loss", "val loss",
           "clean train acc", "clean val acc", "test acc (interval)", "p vs old_setup"]
@@ -33,11 +32,11 @@ def row(keras, clean, right, reference_right, p):
             "test_differs_from_old_setup": versus["significant"]}
 
 
-def what_changed(p, name):
+def what_changed(p, legacy, name):
     if name == BASELINE:
         return "stage baseline: no training augmentation"
-    what = [f"{factor}: {value}" for factor, value in p.legacy.changes(name).items()]
-    if name in p.legacy.recipe_variants:
+    what = [f"{factor}: {value}" for factor, value in legacy.changes(name).items()]
+    if name in legacy.recipe_variants:
         what.insert(0, f"recipe: head, then top {p.finetune.unfreeze_last} layers")
     return ", ".join(what) or "(reference)"
 
@@ -57,11 +56,9 @@ def reported_line(name, said):
     return "| " + " | ".join([f"{name}, as reported", "", *numbers, "", "", "", ""]) + " |"
 
 
-def main():
-    p = params.load()
-    names = [*p.legacy.variants, *p.legacy.recipe_variants]
-    runs = {name: read_json(RUNS / name / "metrics.json") for name in names}
-    # Right or wrong on each test image, in the same (path) order for every model.
+def test_right(names):
+    """Right or wrong on each test image, in the same (path) order for every model: each
+    variant's, and the baseline's and the recipe's as evaluate scored them."""
     predictions = {name: read_predictions(RUNS / name / "predictions.csv", index_col="path")
                    .sort_index() for name in names}
     evaluated = read_predictions(paths.EVALUATE_REPORTS / "test_predictions.csv",
@@ -73,8 +70,13 @@ def main():
     right = {name: table["correct"].to_numpy() for name, table in predictions.items()}
     right[BASELINE] = (evaluated["baseline_predicted"] == evaluated["class"]).to_numpy()
     right[RECIPE] = (evaluated["final_predicted"] == evaluated["class"]).to_numpy()
-    baseline = read_json(paths.EVALUATE_REPORTS / "metrics.json")["baseline"]
+    return right
 
+
+def table_rows(p, names, right):
+    """{name: row} of every variant and of the project's baseline."""
+    runs = {name: read_json(RUNS / name / "metrics.json") for name in names}
+    baseline = read_json(paths.EVALUATE_REPORTS / "metrics.json")["baseline"]
     rows = {name: row(runs[name]["keras_last_epoch"], runs[name], right[name], right[REFERENCE],
                       p) for name in names}
     rows[BASELINE] = row(last_epoch(read_json(paths.BASELINE_LIVE / "metrics.json")),
@@ -83,30 +85,39 @@ def main():
                          right[BASELINE], right[REFERENCE], p)
     for key in ("test_p_vs_old_setup", "test_differs_from_old_setup"):
         del rows[REFERENCE][key]  # old_setup against itself
+    return rows
+
+
+def main():
+    p, legacy = params.load()
+    names = [*legacy.variants, *legacy.recipe_variants]
+    right = test_right(names)
+    rows = table_rows(p, names, right)
     # The variant that differs from the baseline only by training augmentation, if any.
     project_choices = dict(preprocess="backbone", batchnorm="frozen",
                            learning_rate=p.baseline.learning_rate, validation="clean")
-    like_baseline = [name for name in p.legacy.variants if p.legacy.epochs == p.baseline.epochs
-                     and p.legacy.setup(name).model_dump() == project_choices]
+    like_baseline = [name for name in legacy.variants if legacy.epochs == p.baseline.epochs
+                     and legacy.setup(name).model_dump() == project_choices]
     order = names[:]
     order.insert(order.index(like_baseline[0]) + 1 if like_baseline else len(order), BASELINE)
 
     lines = ["| " + " | ".join(HEADER) + " |", "|" + " --- |" * len(HEADER)]
     for name in order:
-        lines.append(table_line(name, what_changed(p, name), rows[name]))
-        if name in p.legacy.reported:
-            lines.append(reported_line(name, p.legacy.reported[name]))
+        lines.append(table_line(name, what_changed(p, legacy, name), rows[name]))
+        if name in legacy.reported:
+            lines.append(reported_line(name, legacy.reported[name]))
     lines += ["", "train/val acc and loss: the last epoch as Keras reports it, as each row "
               "trains (augmented batches except the baseline's; BatchNorm on batch statistics "
               "where it is trainable; validation as the row draws it). clean: no augmentation, "
               f"inference mode. test interval: {p.evaluate.confidence:.0%}, bootstrap. p: "
               "McNemar's exact test on the test images against old_setup "
               f"(p ≥ {p.evaluate.significance}: noise).", ""]
-    lines += findings(p, rows, right, like_baseline)
-    (OUT / "legacy.md").write_text("\n".join(lines) + "\n")
-    (OUT / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
-    curves(p, names)
-    print((OUT / "legacy.md").read_text())
+    lines += findings(p, legacy, rows, right, like_baseline)
+    text = "\n".join(lines) + "\n"
+    write_text(OUT / "legacy.md", text)
+    write_json(OUT / "metrics.json", rows)
+    curves(p, legacy, names)
+    print(text)
 
 
 def verdict(significant):
@@ -117,10 +128,10 @@ def versus_old_setup(r):
     return f"p = {r['test_p_vs_old_setup']:.2g}: {verdict(r['test_differs_from_old_setup'])}"
 
 
-def findings(p, rows, right, like_baseline):
+def findings(p, legacy, rows, right, like_baseline):
     """Sentences from the numbers: what each single change does to test accuracy, and which
     of them closes the gap between old_setup and the variant with every change."""
-    legacy, reference = p.legacy, rows[REFERENCE]
+    reference = rows[REFERENCE]
 
     def gain(name):  # test accuracy over old_setup's
         return rows[name]["test_accuracy"] - reference["test_accuracy"]
@@ -167,7 +178,7 @@ def findings(p, rows, right, like_baseline):
     return out
 
 
-def curves(p, names):
+def curves(p, legacy, names):
     """Train vs val accuracy per epoch as Keras reported them, one panel per variant."""
     columns = min(4, len(names))
     rows = -(-len(names) // columns)
@@ -176,7 +187,7 @@ def curves(p, names):
     for ax in axes.ravel()[len(names):]:
         ax.axis("off")
     for ax, name in zip(axes.ravel(), names):
-        phases = ["head", "finetune"] if name in p.legacy.recipe_variants else ["train"]
+        phases = ["head", "finetune"] if name in legacy.recipe_variants else ["train"]
         history = pd.concat([plots.read_history(RUNS / name / phase) for phase in phases],
                             ignore_index=True)
         epochs = np.arange(1, len(history) + 1)
@@ -184,7 +195,7 @@ def curves(p, names):
         ax.plot(epochs, history["val_accuracy"], "-o", ms=3, color="tab:orange", label="val")
         if len(phases) > 1:
             ax.axvline(p.train_head.epochs + 0.5, color="grey", lw=1)  # fine-tuning starts
-        if said := p.legacy.reported.get(name):
+        if said := legacy.reported.get(name):
             ax.axhline(said.train_accuracy, color="tab:blue", ls=":", label="reported train")
             ax.axhline(said.val_accuracy, color="tab:orange", ls=":", label="reported val")
         ax.set_title(name, fontsize=10)
