@@ -16,6 +16,7 @@ from string import Template
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths, verdicts  # noqa: E402
 from catsdogs.reports import read_json, write_text  # noqa: E402
+from studies.legacy.params import check as check_legacy  # noqa: E402
 
 README = Path("README.md")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -45,11 +46,12 @@ def numbers(train, val, clean_val, test, low, high):
 
 
 def claimed(p, name):
-    """What an old run reported (params.yaml, legacy.reported)."""
-    said = ((p.legacy or {}).get("reported") or {}).get(name)
+    """What an old run reported (params.yaml's legacy.reported, checked by the study's own
+    schema when the section is there)."""
+    said = check_legacy(p.legacy).reported.get(name) if p.legacy is not None else None
     if said is None:
         return "- | - | - | -"
-    return f"{said['train_accuracy']:.2f} | {said['val_accuracy']:.2f} | - | -"
+    return f"{said.train_accuracy:.2f} | {said.val_accuracy:.2f} | - | -"
 
 
 def reproduced(study, name):
