@@ -39,9 +39,8 @@ def image_decoder(image_size):
 
 
 def augmentation(knobs):
-    """augment(images, seed): random flip, rotation and shift of a float batch as ONE affine
-    resampling (None if all are off). Keras' RandomRotation/RandomTranslation would resample
-    twice, and their stateful draws force one batch at a time; a stateless seed does not."""
+    """augment(images, seed): flip, rotation and shift of a float batch as ONE affine resampling
+    (None if all are off); Keras' RandomRotation + RandomTranslation resample twice."""
     shift_fraction, horizontal_flip = knobs.shift_fraction, knobs.horizontal_flip
     if not (knobs.rotation_degrees or shift_fraction or horizontal_flip):
         return None
@@ -81,8 +80,7 @@ def model_input(dataset, preprocess):
 
 
 def rows_of(images, indices):
-    """The uint8 rows of images (an array or a DecodedImages) at indices, read as tf.data
-    makes the batch."""
+    """The uint8 rows of images (an array or a DecodedImages) at indices, read in the graph."""
     batch = tf.numpy_function(lambda i: images[i], [indices], tf.uint8, stateful=False)
     batch.set_shape([None, *images.shape[1:]])
     return batch

@@ -1,5 +1,4 @@
-"""The split lists and decoded splits on disk, read a batch at a time (memory stays flat as
-the dataset grows); numpy only, no TensorFlow, so the data stages stay light."""
+"""Split lists and decoded splits on disk, read on demand; numpy only: data stages stay light."""
 import itertools
 import math
 import os
@@ -14,8 +13,8 @@ PROGRESS_EVERY = 500  # images between progress lines
 
 
 def read_split(split, classes=None):
-    """data/split/<split>.csv: path and class as text (a class "NA" stays a name), labels as
-    ints; with classes, a row whose class or label does not match them stops the run."""
+    """data/split/<split>.csv: path and class as text (a class "NA" stays a name), int labels;
+    with classes, a row whose class or label does not match them stops the run."""
     file = paths.SPLIT / f"{split}.csv"
     frame = pd.read_csv(file, dtype=str, keep_default_na=False)
     labels = {name: str(label) for label, name in enumerate(sorted(classes or []))}
@@ -34,8 +33,7 @@ def read_split(split, classes=None):
 
 
 def save_decoded(split, images, labels, folder=paths.DECODED):
-    """<folder>/<split>.images.npy (uint8 N x S x S x 3) and <split>.labels.npy (float32 N).
-    images: an array or any iterable of N equal uint8 rows, written one at a time."""
+    """<folder>/<split>.images.npy (uint8, from N rows, one at a time) and .labels.npy."""
     labels = np.asarray(labels, "float32")
     rows = iter(images)
     first = next(rows, np.zeros((0, 0, 3), np.uint8))
@@ -56,8 +54,7 @@ def save_decoded(split, images, labels, folder=paths.DECODED):
 
 
 class DecodedImages:
-    """A decoded split's images, rows read on demand by [i], [i:j:k] or [indices] with
-    os.preadv: threads read at once, and the page cache is not the process's memory."""
+    """A decoded split's images, rows read on demand with os.preadv (not into memory)."""
 
     def __init__(self, file):
         self.file = Path(file)
@@ -103,6 +100,6 @@ class DecodedImages:
 
 
 def load_decoded(split):
-    """(images, labels float32 N) of a split: images a DecodedImages, read on demand."""
+    """(DecodedImages, float32 labels) of a split."""
     images = DecodedImages(paths.DECODED / f"{split}.images.npy")
     return images, np.load(paths.DECODED / f"{split}.labels.npy", allow_pickle=False)

@@ -1,5 +1,4 @@
-"""Predictions, binary-classification metrics (positive class: label 1), and the rows the
-reports are made of. No TensorFlow import: the report stages stay light."""
+"""Predictions and binary metrics (positive class: label 1); no TensorFlow: light stages."""
 import math
 import time
 from typing import NamedTuple
@@ -15,16 +14,14 @@ def binary_metrics(labels, probabilities, threshold):
     predictions = (probabilities >= threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
     both_classes = len(np.unique(labels)) == 2
-    return {
-        "accuracy": float(skm.accuracy_score(labels, predictions)),
-        "loss": float(skm.log_loss(labels, probabilities, labels=[0, 1])),
-        "precision": float(skm.precision_score(labels, predictions, zero_division=0)),
-        "recall": float(skm.recall_score(labels, predictions, zero_division=0)),
-        "f1": float(skm.f1_score(labels, predictions, zero_division=0)),
-        # AUC is undefined with one class present; NaN would break `dvc metrics`.
-        "roc_auc": float(skm.roc_auc_score(labels, probabilities)) if both_classes else None,
-        "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
-    }
+    return {"accuracy": float(skm.accuracy_score(labels, predictions)),
+            "loss": float(skm.log_loss(labels, probabilities, labels=[0, 1])),
+            "precision": float(skm.precision_score(labels, predictions, zero_division=0)),
+            "recall": float(skm.recall_score(labels, predictions, zero_division=0)),
+            "f1": float(skm.f1_score(labels, predictions, zero_division=0)),
+            # AUC is undefined with one class present; NaN would break `dvc metrics`.
+            "roc_auc": float(skm.roc_auc_score(labels, probabilities)) if both_classes else None,
+            "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
 
 
 class Bootstrap(NamedTuple):
@@ -33,14 +30,12 @@ class Bootstrap(NamedTuple):
     confidence: float
 
     @classmethod
-    def of(cls, evaluate):
-        """The bootstrap params.evaluate describes."""
+    def of(cls, evaluate):  # from params.evaluate
         return cls(evaluate.bootstrap_resamples, evaluate.bootstrap_seed, evaluate.confidence)
 
 
 def accuracy_interval(right, bootstrap):
-    """Percentile bootstrap interval of accuracy: the split's images resampled with
-    replacement, `bootstrap.resamples` times. right: one 0/1 per image."""
+    """Percentile bootstrap interval of accuracy; right: one 0/1 per image."""
     right = np.asarray(right, dtype="float64")
     rng = np.random.default_rng(bootstrap.seed)
     draws = rng.integers(0, len(right), size=(bootstrap.resamples, len(right)))
@@ -50,13 +45,11 @@ def accuracy_interval(right, bootstrap):
 
 
 def mcnemar(correct_a, correct_b, significance):
-    """McNemar's exact test of models a and b on the same images: of the images exactly one
-    of them gets right, would a fair coin split them this unevenly? Two-sided p-value;
-    `significant` is False when the difference is within noise."""
+    """McNemar's exact two-sided test on the images exactly one of models a and b gets right:
+    would a fair coin split them this unevenly?"""
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    # Exact binomial tail in integers, one rounding at the end: scipy.stats.binomtest gives
-    # the same p-value to ~1e-16 but not bit for bit (tests/test_evaluation.py compares them).
+    # Integers, one rounding: scipy's binomtest differs in the last bit (tests compare them).
     disagreements, fewer = only_a + only_b, min(only_a, only_b)
     tail = sum(math.comb(disagreements, k) for k in range(fewer + 1)) / 2 ** disagreements
     p_value = min(1.0, 2 * tail)
@@ -69,9 +62,8 @@ def correct(labels, probabilities, threshold):
 
 
 def score(model, splits, threshold, bootstrap=None):
-    """splits: {name: (batches in file order, labels)}. Metrics (with the accuracy's
-    bootstrap interval, given a bootstrap) and sigmoid outputs per split, and the prediction
-    speed (images/s, input pipeline included) on the last one."""
+    """splits: {name: (batches, labels)}. Metrics (with an accuracy interval, given a
+    bootstrap) and sigmoid outputs per split; images/s (input pipeline included) on the last."""
     metrics, probabilities = {}, {}
     for name, (batches, labels) in splits.items():
         start = time.perf_counter()
@@ -86,22 +78,17 @@ def score(model, splits, threshold, bootstrap=None):
 
 def read_predictions(path, **options):
     """A per-image predictions CSV; paths and class names stay text ("NA", "007", "True")."""
-    return pd.read_csv(path, dtype={"path": str, "class": str}, keep_default_na=False,
-                       **options)
+    return pd.read_csv(path, dtype={"path": str, "class": str}, keep_default_na=False, **options)
 
 
 def last_epoch(summary):
     """dvclive's nested summary (train/..., eval/...) as Keras names it (accuracy, val_...)."""
-    flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
-    flat.update(summary["train"])
-    flat.update({f"val_{k}": v for k, v in summary["eval"].items()})
-    return flat
+    return {**{k: v for k, v in summary.items() if not isinstance(v, dict)}, **summary["train"],
+            **{f"val_{k}": v for k, v in summary["eval"].items()}}
 
 
 def comparison_row(backbone, head, finetune, scores):
-    """One backbone's line of the comparison, from its two phase summaries and its val and
-    test scores (intervals are compare_report's). Wall times are not model metrics:
-    reports/timing/ has them."""
+    """A backbone's comparison row (intervals: compare_report's; wall times: reports/timing/)."""
     return {"backbone": backbone,
             **{f"{split}_{key}": scores[split][key] for split in ("val", "test")
                for key in ("accuracy", "loss")},

@@ -1,5 +1,4 @@
-"""File-system helpers of the data stages: one run at a time, printable names, folders in name
-order, outputs whole or absent (never a stale or failed run's result left looking current)."""
+"""File-system helpers of the data stages: locks, printable names, sorted walks, atomic outputs."""
 import contextlib
 import fcntl
 import os
@@ -12,8 +11,7 @@ PARTIAL = ".partial-"  # .<name>.partial-XXXX: a file or folder being written, n
 
 @contextlib.contextmanager
 def locked(folder, stage):
-    """An exclusive lock on folder while the block runs: a second fetch or validate stops at
-    once instead of racing this one."""
+    """Lock folder while the block runs: a second fetch or validate stops at once, not races."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:  # a plain file (or a link to one) in the way
@@ -31,7 +29,6 @@ def locked(folder, stage):
 
 
 def in_the_way(stage, path):
-    """The message for a file (or anything but a folder) where a stage needs a folder."""
     return f"{stage}: {path} exists but is not a folder: move it away, then run again"
 
 
@@ -41,8 +38,7 @@ def named(path):
 
 
 def walk(folder, onerror=None):
-    """(folder, sorted names of all it holds but real folders) for folder and every real
-    folder below, in name order; links to folders are listed, never entered."""
+    """(folder, sorted names of all but real folders) for each real folder; links not entered."""
     for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror):
         dirnames.sort()
         links = [name for name in dirnames if os.path.islink(os.path.join(dirpath, name))]
@@ -50,11 +46,9 @@ def walk(folder, onerror=None):
 
 
 def discard(*outputs):
-    """Remove a previous run's outputs and a killed run's partial copies, before any work that
-    can fail: a failed run then leaves nothing a later stage could take for its result."""
+    """Remove old outputs and partial copies first: a failed run leaves no result looking new."""
     for output in map(Path, outputs):
-        leftovers = sorted(output.parent.glob(f".{output.name}{PARTIAL}*"))
-        for path in [output, *leftovers]:
+        for path in [output, *sorted(output.parent.glob(f".{output.name}{PARTIAL}*"))]:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
@@ -63,8 +57,7 @@ def discard(*outputs):
 
 @contextlib.contextmanager
 def replaced(target):
-    """Write a file or folder atomically: the block writes to the path yielded, which one
-    rename puts at target if the block ends normally (else it is removed)."""
+    """Write target atomically: the block writes the path yielded, renamed to target if it ends."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     # A hidden folder beside target: same file system, so the rename is atomic.
@@ -79,7 +72,6 @@ def replaced(target):
 
 
 def require(path, stage, made_by):
-    """Stop with a message naming the missing input and the stage that writes it."""
     if not Path(path).exists():
         raise SystemExit(f"{stage}: {path} is missing: run python -m stages.{made_by} first "
                          f"(a {made_by} run that failed leaves none)")

@@ -36,14 +36,13 @@ class WeightsUnavailable(SystemExit):
 
 
 def converted_weights_file(name):
-    """Where converted ImageNet weights (Keras 3, of the headless model) may stand when Keras
-    cannot get its official file. A name of its own: Keras md5-checks the EfficientNet files."""
+    """Converted headless ImageNet weights, used when Keras cannot get its official file (a
+    name of its own: Keras md5-checks the EfficientNet files)."""
     return paths.keras_cache() / "models" / f"{name}_imagenet_notop.weights.h5"
 
 
 def imagenet_base(name, image_size):
-    """(headless backbone with ImageNet weights, their file): Keras' official file (cached,
-    else downloaded), else the converted one."""
+    """(headless backbone, its weights file): Keras' official ImageNet file, else the converted."""
     spec = BACKBONES[name]
     official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
     try:
@@ -94,9 +93,8 @@ def find_base(model):
 
 
 def unfreeze_top(base, count, freeze_batchnorm=True):
-    """Make the last `count` layers of the base trainable, every BatchNorm frozen unless
-    freeze_batchnorm is False. Keras 3 runs a trainable BatchNorm with batch statistics even
-    under training=False (keras-team/keras#20285): only trainable=False keeps it frozen."""
+    """The last `count` layers of the base trainable, BatchNorm frozen unless freeze_batchnorm
+    is False (Keras 3 trains a trainable BatchNorm even under training=False, keras#20285)."""
     if not 1 <= count <= len(base.layers):
         raise ValueError(f"unfreeze_last must be in [1, {len(base.layers)}] for {base.name}, "
                          f"got {count}")
@@ -115,8 +113,8 @@ def count_params(model):
 
 
 def save_model(model, path):
-    """model.save, the same bytes for the same model: without the save times Keras stamps in
-    the zip, and with shared objects numbered in order, not by memory address."""
+    """model.save, the same bytes for the same model: no save times, shared objects numbered in
+    order (not by memory address)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamped = path.with_name(path.name + ".partial.keras")

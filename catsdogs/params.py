@@ -75,10 +75,8 @@ class Validate(Section):
     # At most Pillow's own decompression-bomb limit, which validate switches off for this one.
     max_pixels: Annotated[int, Field(ge=1, le=178_956_970)]
     min_images_per_class: Annotated[int, Field(ge=1, le=1_000_000)]
-    # Hamming distance between 64-bit difference hashes: 0 (equal hashes) to 64 (any pair).
-    near_duplicate_max_distance: Annotated[int, Field(ge=0, le=64)]
-    # Mean absolute difference of two images' pixels (0-255) at model.image_size.
-    same_picture_max_difference: Annotated[Float, Field(ge=0, le=255)]
+    near_duplicate_max_distance: Annotated[int, Field(ge=0, le=64)]  # of 64-bit dHashes
+    same_picture_max_difference: Annotated[Float, Field(ge=0, le=255)]  # mean abs. pixel difference
 
 
 class Split(Section):
@@ -156,28 +154,24 @@ class Params(Section):
     finetune: Finetune
     evaluate: Evaluate
     compare: Compare
-    # studies/legacy's own section: its stages check it (studies/legacy/params.py).
-    legacy: Optional[dict] = None
+    legacy: Optional[dict] = None  # checked by studies/legacy's stages (studies/legacy/params.py)
     export: Export
 
     @model_validator(mode="after")
     def backbones_fit(self):
-        problems = []  # (pydantic runs this only once every section is valid)
-        if self.model.backbone in self.compare.backbones:
-            problems.append(
-                f"compare.backbones lists model.backbone ({self.model.backbone}), which the "
-                f"train_head and finetune stages already train; list only the other backbones")
-        for backbone in dict.fromkeys([self.model.backbone, *self.compare.backbones]):
-            sizes = IMAGENET_SIZES.get(backbone)
-            if self.model.weights == "imagenet" and sizes and self.model.image_size not in sizes:
-                problems.append(
-                    f"model.image_size = {self.model.image_size}: {backbone} has ImageNet "
-                    f"weights for sizes {', '.join(map(str, sizes))} only")
-            if self.finetune.unfreeze_last > BACKBONE_LAYERS[backbone]:
-                problems.append(
-                    f"finetune.unfreeze_last = {self.finetune.unfreeze_last} is larger than "
-                    f"{backbone}'s {BACKBONE_LAYERS[backbone]} layers; use 1 to "
-                    f"{BACKBONE_LAYERS[backbone]}")
+        model, unfreeze, problems = self.model, self.finetune.unfreeze_last, []
+        if model.backbone in self.compare.backbones:  # (runs once every section is valid)
+            problems.append(f"compare.backbones lists model.backbone ({model.backbone}), which "
+                            f"the train_head and finetune stages already train; list only the "
+                            f"other backbones")
+        for backbone in dict.fromkeys([model.backbone, *self.compare.backbones]):
+            sizes, layers = IMAGENET_SIZES.get(backbone), BACKBONE_LAYERS[backbone]
+            if model.weights == "imagenet" and sizes and model.image_size not in sizes:
+                problems.append(f"model.image_size = {model.image_size}: {backbone} has ImageNet "
+                                f"weights for sizes {', '.join(map(str, sizes))} only")
+            if unfreeze > layers:
+                problems.append(f"finetune.unfreeze_last = {unfreeze} is larger than "
+                                f"{backbone}'s {layers} layers; use 1 to {layers}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

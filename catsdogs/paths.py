@@ -1,5 +1,4 @@
-"""Where every stage reads and writes, relative to the project root (where dvc.yaml runs them).
-No TensorFlow here: light stages import it."""
+"""Where every stage reads and writes, relative to the project root (no TensorFlow: it is light)."""
 import os
 import re
 from pathlib import Path
@@ -28,10 +27,8 @@ COMPARE_REPORTS = REPORTS / "compare"
 COMPARE_RUNS = COMPARE_REPORTS / "runs"     # <backbone>/{head,finetune}/ and metrics.json
 LEGACY_REPORTS = REPORTS / "legacy"         # studies/legacy's (scripts/readme_results.py reads it)
 BACKUPS = Path(".backups")                  # resume state; not a DVC output: DVC never deletes it
-# Wall times and throughput: not DVC outputs or metrics, which they would change on every run.
-TIMING = REPORTS / "timing"
-# Stage export: FINAL_MODEL with its preprocessing inside, for use outside the pipeline.
-EXPORT = Path("models/export")
+TIMING = REPORTS / "timing"                 # wall times: not DVC outputs, they change every run
+EXPORT = Path("models/export")              # FINAL_MODEL with its preprocessing, for outside use
 SAVED_MODEL = EXPORT / "saved_model"            # uint8 RGB images of any size in
 TFLITE_FLOAT32 = EXPORT / "model_float32.tflite"  # uint8 RGB, image_size square, in
 TFLITE_INT8 = EXPORT / "model_int8.tflite"      # the same, full-integer quantized

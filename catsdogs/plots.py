@@ -13,27 +13,24 @@ plt.switch_backend("Agg")
 
 def read_history(live_dir):
     """A dvclive folder's per-epoch train/val accuracy and loss, one row per epoch."""
-    columns = {}
-    for prefix, folder in (("", "train"), ("val_", "eval")):
-        for metric in ("accuracy", "loss"):
-            tsv = pd.read_csv(f"{live_dir}/plots/metrics/{folder}/{metric}.tsv", sep="\t")
-            columns[prefix + metric] = tsv[metric].to_numpy()
-    return pd.DataFrame(columns)
+    return pd.DataFrame({
+        prefix + metric: pd.read_csv(f"{live_dir}/plots/metrics/{folder}/{metric}.tsv",
+                                     sep="\t")[metric].to_numpy()
+        for prefix, folder in (("", "train"), ("val_", "eval")) for metric in ("accuracy", "loss")})
 
 
 def learning_curves(path, head, finetune, baseline, val_min, train_max):
     """The recipe's two phases end to end beside the baseline, with the targets drawn in."""
     recipe = pd.concat([head, finetune], ignore_index=True)
-    recipe_epochs = np.arange(1, len(recipe) + 1)
-    baseline_epochs = np.arange(1, len(baseline) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, metric in zip(axes, ("accuracy", "loss")):
-        ax.plot(recipe_epochs, recipe[metric], "-o", ms=3, color="tab:blue", label="recipe, train")
-        ax.plot(recipe_epochs, recipe[f"val_{metric}"], "-o", ms=3, color="tab:orange",
+    for ax, metric in zip(axes, ("accuracy", "loss")):  # epoch numbers: index + 1
+        ax.plot(recipe.index + 1, recipe[metric], "-o", ms=3, color="tab:blue",
+                label="recipe, train")
+        ax.plot(recipe.index + 1, recipe[f"val_{metric}"], "-o", ms=3, color="tab:orange",
                 label="recipe, val")
-        ax.plot(baseline_epochs, baseline[metric], "--x", ms=4, color="tab:blue", alpha=0.5,
+        ax.plot(baseline.index + 1, baseline[metric], "--x", ms=4, color="tab:blue", alpha=0.5,
                 label="baseline (all trainable), train")
-        ax.plot(baseline_epochs, baseline[f"val_{metric}"], "--x", ms=4, color="tab:orange",
+        ax.plot(baseline.index + 1, baseline[f"val_{metric}"], "--x", ms=4, color="tab:orange",
                 alpha=0.5, label="baseline, val")
         ax.axvline(len(head) + 0.5, color="grey", lw=1)
         ax.text(len(head) + 0.6, 0.98, "fine-tuning →", va="top", color="grey",
@@ -61,11 +58,11 @@ def roc(path, curves):
     save(fig, path)
 
 
-def confusion(path, matrices, class_names):
-    """matrices: {title: 2x2 counts [[tn, fp], [fn, tp]]}, side by side."""
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 4.2), squeeze=False)
-    for ax, (title, counts) in zip(axes[0], matrices.items()):
-        counts = np.asarray(counts)
+def confusion(path, scores, class_names):
+    """scores: {title: metrics with tn, fp, fn, tp}, the matrices side by side."""
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.5 * len(scores), 4.2), squeeze=False)
+    for ax, (title, s) in zip(axes[0], scores.items()):
+        counts = np.array([[s["tn"], s["fp"]], [s["fn"], s["tp"]]])
         ax.imshow(counts, cmap="Blues")
         for (row, col), n in np.ndenumerate(counts):
             ax.text(col, row, str(n), ha="center", va="center", fontsize=14,
@@ -84,23 +81,20 @@ def misclassified_grid(path, mistakes, class_names, columns=4):
     for ax, (_, mistake) in zip(axes.ravel(), mistakes.iterrows()):
         with Image.open(mistake["path"]) as image:
             ax.imshow(image.convert("RGB"))
-        truth = class_names[int(mistake["label"])]
-        ax.set_title(f"{mistake['path'].split('/')[-1]}: is {truth}, "
+        ax.set_title(f"{mistake['path'].split('/')[-1]}: is {class_names[int(mistake['label'])]}, "
                      f"p({class_names[1]}) = {mistake['probability']:.2f}", fontsize=8)
     if mistakes.empty:
         axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle("Misclassified test images (most confident first)")
-    fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
+    save(fig, buffer, dpi=80, format="png")
     with Image.open(buffer) as image:  # photos in a 256-colour palette: small enough for git
         image.convert("RGB").quantize(256).save(path, optimize=True)
 
 
-def save(fig, path):
+def save(fig, path, dpi=110, **options):
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi, **options)
     plt.close(fig)
 
 

@@ -22,13 +22,7 @@ def image_files(path):
                   and not any(part.startswith(".") for part in f.relative_to(path).parts))
 
 
-def reason(error):
-    """TensorFlow's message in one line, without the op and function names around it."""
-    message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:\w+\].*", "", error.message)
-    return " ".join(message.split()) or type(error).__name__
-
-
-def arguments(argv):
+def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m catsdogs.predict",
                                      description="Cat or dog, for each image.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
@@ -37,11 +31,7 @@ def arguments(argv):
                              f"all of them from `make pipeline`)")
     parser.add_argument("--json", action="store_true",
                         help="one JSON list: {path, class, p_<second class>} or {path, error}")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = arguments(argv)
+    args = parser.parse_args(argv)
     p = params.load()
     class_names = sorted(p.classes)  # label 1, what the model's probability is about: dogs
     probability_key = f"p_{class_names[1]}"
@@ -65,28 +55,25 @@ def main(argv=None):
         try:
             image = decode_image(tf.io.read_file(str(path)), classifier.image_size)
         except tf.errors.OpError as error:
-            return {"path": str(path), "error": reason(error)}
+            # TensorFlow's message in one line, without the op and function names around it
+            message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:\w+\].*", "", error.message)
+            return {"path": str(path), "error": " ".join(message.split()) or type(error).__name__}
         probability = float(classifier(image[None].numpy())[0])
         label = class_names[int(probability >= p.evaluate.threshold)]
         return {"path": str(path), "class": label, probability_key: probability}
 
-    def report(result):
-        results.append(result)
-        if "error" in result:
-            print(f"error: {result['path']}: {result['error']}", file=sys.stderr)
-        elif not args.json:
-            # flush: in order with the error lines
-            print(f"{result['path']}: {result['class']} "
-                  f"({probability_key} = {result[probability_key]:.3f})", flush=True)
-
     results = []
     for given in args.paths:
         files = image_files(given)
-        if not files:
-            report({"path": given, "error": "a folder without image files "
-                                            f"({', '.join(sorted(IMAGE_SUFFIXES))})"})
-        for path in files:
-            report(classify(path))
+        no_images = {"path": given, "error": "a folder without image files "
+                                             f"({', '.join(sorted(IMAGE_SUFFIXES))})"}
+        for result in map(classify, files) if files else [no_images]:
+            results.append(result)
+            if "error" in result:
+                print(f"error: {result['path']}: {result['error']}", file=sys.stderr)
+            elif not args.json:  # flush: in order with the error lines
+                print(f"{result['path']}: {result['class']} "
+                      f"({probability_key} = {result[probability_key]:.3f})", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if any("error" in result for result in results) else 0

@@ -1,17 +1,8 @@
-"""The metadata table of data/raw, for stage validate: one row per file, in path order, and
-each decoded image in a scratch pixels file (rows there in the table's pixels_row).
-
-Only regular files are opened; Pillow reads headers only, with the plugins of
-validate.formats alone; TensorFlow decodes an image only if its header declares at most
-validate.max_pixels. What cannot be read (a FIFO, a device, an unreadable file or folder, a
-name that is not UTF-8) is the row's `problem`. Threads describe the files, at most a few
-per thread ahead of the one written, so memory holds a few images, never the dataset.
-"""
+"""Stage validate's metadata table of data/raw: one row per file, unread ones with a problem."""
 import collections
 import contextlib
 import hashlib
 import io
-import math
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -31,16 +22,13 @@ COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
            "width", "height", "pixels", "bytes", "sha256", "decodable", "decoded_sha256"]
 INTERNAL = ["min_side", "dhash", "problem", "pixels_row"]  # the scan's, not the manifest's
 AHEAD_PER_WORKER = 4  # files described ahead of the one written, per thread
-NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
-               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO",
+               stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket"}
 
 
 def scan_raw(knobs, image_size, pixels_file, workers=None):
-    """The metadata table (COLUMNS + INTERNAL) of every file under data/raw, and of each
-    folder that cannot be listed (nothing in it can be judged), in path order. Files are
-    described by `workers` threads at once (None: one per CPU core). Each decoded image is
-    appended to pixels_file (a binary file; read_row reads it back); its row's pixels_row
-    counts the images before it there."""
+    """The table (COLUMNS + INTERNAL), in path order; images go to pixels_file (read_row)."""
     folders = []
 
     def unreadable(error):  # os.walk cannot list it; a data/raw that vanished is not judged
@@ -53,8 +41,7 @@ def scan_raw(knobs, image_size, pixels_file, workers=None):
     # Symbolic links to folders are judged (as files: no image), never entered.
     files = sorted(folder / name for folder, names in walk(paths.RAW, unreadable)
                    for name in names)
-    # Pillow refuses (or warns about) huge declared sizes as soon as it opens a file. Here it
-    # only reads headers, and describe() checks validate.max_pixels before anything decodes.
+    # Pillow refuses huge declared sizes on open; describe() checks max_pixels before decoding.
     Image.MAX_IMAGE_PIXELS = None
     Image.init()  # every plugin's magic-number check, for claimed_format()
     rows, pixel_rows = [], 0
@@ -75,21 +62,16 @@ def scan_raw(knobs, image_size, pixels_file, workers=None):
 
 def read_row(pixels_file, row, image_size):
     """Image number `row` of the pixels file scan_raw wrote."""
-    shape = (image_size, image_size, 3)
-    data = os.pread(pixels_file.fileno(), math.prod(shape), row * math.prod(shape))
-    if len(data) != math.prod(shape):
+    length = image_size * image_size * 3
+    data = os.pread(pixels_file.fileno(), length, row * length)
+    if len(data) != length:
         raise RuntimeError(f"validate: image {row} of the scan's pixels file is cut short")
-    return np.frombuffer(data, np.uint8).reshape(shape)
+    return np.frombuffer(data, np.uint8).reshape(image_size, image_size, 3)
 
 
 def in_threads(function, items, workers=None):
-    """function(item) for each item, run by `workers` threads (None: one per CPU core),
-    yielded in the items' order. Threads, not processes: reading, hashing and TensorFlow's
-    decoding (most of the time) release the GIL, so threads use every core without a fork
-    after TensorFlow loaded (which can deadlock) or a spawned worker's start-up. At most
-    AHEAD_PER_WORKER items per thread are submitted and not yet taken (Executor.map submits
-    them all at once: its futures, and results waiting behind a slow one, would grow with
-    the number of items, and an error would wait for every one of them)."""
+    """function(item) for each item, in order, by threads (decoding releases the GIL; a fork
+    after TensorFlow loaded can deadlock); at most AHEAD_PER_WORKER per thread queued."""
     workers = workers or os.cpu_count()
     pending = collections.deque()
     with ThreadPoolExecutor(workers) as pool:
@@ -100,16 +82,12 @@ def in_threads(function, items, workers=None):
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        finally:  # an error or an early stop: the files queued are not described
+            pool.shutdown(cancel_futures=True)
 
 
 def describe(path, knobs, image_size):
-    """One metadata row. Pillow reads only the header, with the plugins of validate.formats
-    alone; TensorFlow decodes the whole image if that header declares at most
-    validate.max_pixels. Whatever kept the file from being read, or its name from being
-    trusted, is the row's problem (an internal column, like min_side): it quarantines the row."""
+    """One row: Pillow reads the header; TensorFlow decodes if it declares <= max_pixels."""
     shown = named(path)
     row = {"path": shown, **where(PurePosixPath(shown).relative_to(paths.RAW).parts)}
     data, problem = read_regular(path)
@@ -122,23 +100,28 @@ def describe(path, knobs, image_size):
     row.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     if row["hidden"]:
         return row  # system files, not images: the name alone quarantines them
-    row["format"] = ""  # stays empty if Pillow cannot read it: quarantined as unreadable
     try:
         with Image.open(io.BytesIO(data), formats=knobs.formats) as image:
             row.update(format=image.format or "", mode=image.mode, width=image.width,
                        height=image.height, min_side=min(image.size),
                        pixels=image.width * image.height)
     except Exception:  # plugins raise many kinds on bad data; one file never crashes the stage
-        claimed = claimed_format(data)  # a format not allowed is named as such; an allowed
-        row["format"] = "" if claimed in knobs.formats else claimed  # one failed: unreadable
+        claimed = claimed_format(data)  # "": unreadable (an allowed format that failed, too)
+        row["format"] = "" if claimed in knobs.formats else claimed
     # TensorFlow allocates what the header declares: decode only a known, bounded size.
     if row.get("pixels") is not None and row["pixels"] <= knobs.max_pixels:
-        row.update(decoded_content(data, image_size))
+        try:  # the training decoder is stricter than Pillow
+            pixels = image_decoder(image_size)(data).numpy()
+        except Exception:  # tf.errors.OpError for garbage or truncated data
+            row["decodable"] = False
+            return row
+        row.update(decodable=True, decoded_sha256=hashlib.sha256(pixels.tobytes()).hexdigest(),
+                   dhash=difference_hash(pixels), image=pixels)
     return row
 
 
 def where(parts):
-    """split, class, subfolder and hidden of a file, from its path's parts below data/raw."""
+    """split, class, subfolder and hidden, from a path's parts below data/raw."""
     split = parts[0] if len(parts) > 1 else ""
     placed = split in paths.SOURCE_SPLITS  # else class and subfolder mean nothing
     return {"split": split,
@@ -148,9 +131,8 @@ def where(parts):
 
 
 def read_regular(path):
-    """(bytes, None) if path is a regular file (through a symbolic link, as DVC links files
-    from its cache), else (None, why it was not read). Nothing else is opened: a FIFO or a
-    device could block forever or never end."""
+    """(bytes, None) for a regular file (links followed: DVC links from its cache), else
+    (None, why not read): a FIFO or a device could block forever."""
     try:
         kind = stat.S_IFMT(os.stat(path).st_mode)
         if kind == stat.S_IFREG:  # O_NONBLOCK: a FIFO swapped in since cannot block the open
@@ -164,8 +146,7 @@ def read_regular(path):
 
 
 def claimed_format(data):
-    """The format a file's first bytes claim, by Pillow's magic-number checks alone: no
-    plugin parses it."""
+    """The format the first bytes claim, by Pillow's magic-number checks alone."""
     for name in Image.ID:
         accept = Image.OPEN[name][1]
         with contextlib.suppress(Exception):
@@ -173,14 +154,3 @@ def claimed_format(data):
                 return name
     return ""
 
-
-def decoded_content(data, image_size):
-    """What the model sees of these bytes: whether the training decoder accepts them (Pillow
-    is more lenient) and, if so, the image it gives at model.image_size (decode_image), its
-    sha256 and its difference hash."""
-    try:
-        pixels = image_decoder(image_size)(data).numpy()
-    except Exception:  # tf.errors.OpError for garbage or truncated data; one file never crashes
-        return {"decodable": False}
-    return {"decodable": True, "decoded_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
-            "dhash": difference_hash(pixels), "image": pixels}

@@ -1,7 +1,5 @@
-"""Exports that take raw uint8 RGB pixels, preprocessing inside (a SavedModel, TFLite float32
-and int8), and one loader that runs them or the .keras model alike. SavedModel signature
-`serve` (the default) resizes any size with data.resize; `resized` and the TFLite models take
-data.decode_image's squares, so TFLite inputs are the pipeline's to the bit."""
+"""Exports taking raw uint8 RGB pixels (SavedModel signature `serve`: any size, by data.resize;
+`resized` and TFLite: data.decode_image's squares), and one loader for them and .keras alike."""
 import os
 import warnings
 from pathlib import Path
@@ -20,12 +18,11 @@ warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is d
 
 
 def export_saved_model(model, preprocess, image_size, path):
-    """A build_classifier model and its preprocessing as a SavedModel with the signatures
-    above; the same bytes for the same model."""
+    """A build_classifier model and its preprocessing as a SavedModel; same model, same bytes."""
     def resized(images):
         return model(preprocess(tf.cast(images, tf.float32)), training=False)[:, 0]
 
-    def any_size(images):
+    def any_size(images):  # (the graph's function names come from these two names)
         return resized(resize(images, image_size))
 
     archive = keras.export.ExportArchive()
@@ -37,12 +34,15 @@ def export_saved_model(model, preprocess, image_size, path):
         tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="images")])
     _in_name_order(archive)
     archive.write_out(str(path), verbose=False)
-    _drop_fingerprint_uuid(Path(path) / "fingerprint.pb")
+    # Drop the fingerprint's random uuid; its graph and checkpoint hashes stay for reloads.
+    fingerprint_file = Path(path) / "fingerprint.pb"
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString(fingerprint_file.read_bytes())
+    fingerprint.ClearField("uuid")
+    fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
 
 
 def _in_name_order(archive):
-    """Sort the variables by name before Keras writes: its order changes from run to run, and
-    the graph and checkpoint bytes (the hash in dvc.lock) with it."""
+    """Sort the variables by name before Keras writes: its order, and the bytes, vary by run."""
     list_variables = archive._filter_and_track_resources
 
     def listed_in_name_order():
@@ -52,24 +52,14 @@ def _in_name_order(archive):
     archive._filter_and_track_resources = listed_in_name_order
 
 
-def _drop_fingerprint_uuid(fingerprint_file):
-    """Drop the random uuid; the graph and checkpoint hashes stay for reloads to check."""
-    fingerprint = fingerprint_pb2.FingerprintDef()
-    fingerprint.ParseFromString(fingerprint_file.read_bytes())
-    fingerprint.ClearField("uuid")
-    fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
-
-
 def convert_tflite(saved_model, representative_images=None):
-    """TFLite bytes of the `resized` signature (from_keras_model fails on Keras 3 models). With
-    representative_images (uint8 N x size x size x 3, which calibrate the ranges): full-integer
-    int8, raw uint8 pixels in, p(dog) out as uint8 in steps of 1/256."""
+    """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); representative_images
+    (uint8 squares, calibrating ranges) make it int8: uint8 pixels in, p(dog) out in 1/256 steps."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
                                                          signature_keys=[RESIZED_ENDPOINT])
     if representative_images is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([image[None]] for image in
-                                                    representative_images)
+        converter.representative_dataset = lambda: ([im[None]] for im in representative_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
@@ -86,7 +76,6 @@ def size_bytes(path):
 
 class KerasClassifier:
     """A .keras classifier, preprocessed here as the pipeline does, outside the model."""
-
     def __init__(self, path):
         self.model = keras.models.load_model(path)  # safe_mode (the default): no code loaded
         backbone = self.model.name.removesuffix("_classifier")  # build_classifier's name
@@ -116,7 +105,6 @@ class SavedModelClassifier:
 
 class TFLiteClassifier:
     """A TFLite model: images of its input size; quantized input and output handled here."""
-
     def __init__(self, path, threads=None):
         self.interpreter = tf.lite.Interpreter(model_path=str(path),
                                                num_threads=tflite_threads(threads))
@@ -159,9 +147,3 @@ def load(path, threads=None):
         return SavedModelClassifier(path)
     raise ValueError(f"{path}: not a model (a .keras file, a .tflite file or a SavedModel "
                      f"folder holding saved_model.pb)")
-
-
-def probabilities(classifier, images, batch_size):
-    """p(second class) of every image, batch_size at a time."""
-    return np.concatenate([classifier(images[start:start + batch_size])
-                           for start in range(0, len(images), batch_size)])

@@ -22,9 +22,8 @@ CPU_REPLICAS = 2
 
 
 def distribution(distribute):
-    """The tf.distribute strategy to build models in: the default, or MirroredStrategy over
-    the GPUs, else CPU_REPLICAS logical CPUs (so call it before TensorFlow starts). Keras 3's
-    Dropout draws the same mask on every replica: its seed state is mirrored."""
+    """The default strategy, or MirroredStrategy over the GPUs, else over CPU_REPLICAS logical
+    CPUs (call it before TensorFlow starts). Dropout's seed state is mirrored: same masks."""
     if distribute == "none":
         return tf.distribute.get_strategy()
     if tf.config.list_physical_devices("GPU"):
@@ -48,7 +47,7 @@ def distribution(distribute):
 
 
 def check_last_batches(replicas, batch_size, **counts):
-    """Stop if a batch of these splits (name: image count) is smaller than the replica count:
+    """Stop if a last batch (counts: split name -> images) is smaller than the replica count:
     Keras' layers fail on an empty batch."""
     for name, count in counts.items():
         last = count % batch_size or batch_size
@@ -87,8 +86,8 @@ def seed_generators(layers):
 
 
 def fit(model, train, val, epochs, seed, live_dir):
-    """Train and validate (on data.eval_split's val), logging every epoch to live_dir and the
-    timing to reports/timing/; returns the last epoch's metrics and the timing, flat."""
+    """Train, validate on val (data.eval_split), log every epoch to live_dir; returns the last
+    epoch's metrics and the timing (also written to reports/timing/), flat."""
     strategy = model.distribute_strategy  # the one it was built under; none: the default
     if strategy.num_replicas_in_sync > 1:
         check_last_batches(strategy.num_replicas_in_sync, train.batch_size,

@@ -1,10 +1,4 @@
-"""A zip unpacked safely, for stage fetch: refused whole if any member is unsafe.
-
-Every member is checked before anything is written (zip slip, symbolic links, encryption,
-compression methods, names, declared sizes, the number of members), and the bytes actually
-written are counted against the same limits: headers can lie. A refusal is one line naming
-the archive and the member.
-"""
+"""A zip unpacked for stage fetch once every member passed the checks, else refused whole."""
 import os
 import re
 import stat
@@ -12,9 +6,8 @@ import zipfile
 from pathlib import PurePosixPath
 
 MB = 1024 * 1024
-# Safety limits besides fetch.max_file_mb and max_total_mb: members (empty ones cost no bytes
-# but a file each; the dataset has about 3,000, the full Kaggle one 25,000), and the bytes
-# Linux allows a file name and a whole path.
+# Limits besides fetch.max_*_mb: members (an empty one costs a file; the dataset has about 3,000,
+# the full Kaggle one 25,000), and the bytes Linux allows a file name and a whole path.
 MAX_MEMBERS = 30_000
 NAME_MAX, PATH_MAX = 255, 4096
 UNPACKABLE = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
@@ -37,10 +30,7 @@ def copy_limited(stream, dest, max_bytes):
 
 
 def unpack(archive_path, target, max_file, max_total):
-    """Extract a zip into target (max_file and max_total: fetch.max_file_mb and max_total_mb,
-    in bytes), or stop the run naming the first unsafe member; nothing is unpacked before
-    every member passed. Backslashes in names are folder separators, as Windows tools
-    write them."""
+    """Extract a zip into target (limits in bytes), or stop naming the first unsafe member."""
     try:
         archive = zipfile.ZipFile(archive_path)
     except Exception as error:  # BadZipFile, OSError, and whatever odd headers raise
@@ -68,26 +58,24 @@ def unpack(archive_path, target, max_file, max_total):
 
 
 def safe_members(archive, archive_path, target, max_file, max_total):
-    """[(member, its name as a path, whether it is a folder)] of the archive, once each one
-    is safe to unpack into target and none would overwrite another."""
+    """[(member, its name as a path, whether a folder)], once all are safe and none overwrites."""
     members = archive.infolist()
     if len(members) > MAX_MEMBERS:
         refuse(archive_path, members[MAX_MEMBERS], f"is past the {MAX_MEMBERS:,} members fetch "
                f"unpacks ({len(members):,} in all; MAX_MEMBERS in catsdogs/unzip.py, a safety "
                f"limit)")
+    # Backslashes are folder separators, as Windows tools write them.
     named = [(member, PurePosixPath(member.filename.replace("\\", "/")),
               member.filename.endswith(("/", "\\"))) for member in members]
     files, folders = {}, {}  # name -> its member; folder -> the first member needing it
     for member, name, is_dir in named:
-        if why := unsafe(member, name, target, max_file):
+        if why := unsafe(member, name, is_dir, target, max_file):
             refuse(archive_path, member, why)
         for folder in [*name.parents, *([name] if is_dir else [])]:
             if folder.parts:
                 folders.setdefault(folder, member)
         if is_dir:
             continue
-        if not name.parts:
-            refuse(archive_path, member, "has no file name")
         if name in files:
             refuse(archive_path, member, f"has the same name as member "
                                          f"{files[name].filename}, which it would overwrite")
@@ -104,7 +92,7 @@ def safe_members(archive, archive_path, target, max_file, max_total):
     return named
 
 
-def unsafe(member, name, target, max_file):
+def unsafe(member, name, is_dir, target, max_file):
     """Why one member cannot be unpacked safely into target, or None."""
     longest = max((len(part.encode()) for part in name.parts), default=0)
     method = zipfile.compressor_names.get(member.compress_type, "an unknown method")
@@ -123,12 +111,12 @@ def unsafe(member, name, target, max_file):
          f"has a path too long to unpack (Linux allows {PATH_MAX} bytes)"),
         (member.file_size > max_file, f"declares {member.file_size / MB:.1f} MB uncompressed, "
                                       f"over {limit('file', max_file)} (a zip bomb?)"),
+        (not (is_dir or name.parts), "has no file name"),
     ]
     return next((why for failed, why in checks if failed), None)
 
 
 def limit(which, value):
-    """How a message names fetch.max_file_mb or max_total_mb (value in bytes)."""
     return f"fetch.max_{which}_mb ({value / MB:g})"
 
 

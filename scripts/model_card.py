@@ -9,14 +9,13 @@ provenance); the card only words them, so it cannot drift from the pipeline's re
 (string.Template); the verdicts are catsdogs.verdicts'. Latency is not quoted: it changes
 from run to run (reports/timing/reports_export.json holds the last run's).
 """
-import argparse
 import sys
 from pathlib import Path
 from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths, verdicts  # noqa: E402
-from catsdogs.reports import read_json, write_text  # noqa: E402
+from catsdogs.reports import read_json, write_or_check  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORMATS = {  # stage export's names: (what it is, the file, its input)
@@ -155,19 +154,7 @@ def card():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help=f"exit 1 if {paths.MODEL_CARD} is out of date; write nothing")
-    check = parser.parse_args(argv).check
-    text = card()
-    if check:
-        if not paths.MODEL_CARD.is_file() or paths.MODEL_CARD.read_text() != text:
-            raise SystemExit(f"{paths.MODEL_CARD} is out of date: "
-                             f"run python scripts/model_card.py")
-        return
-    write_text(paths.MODEL_CARD, text)
-
+    write_or_check(paths.MODEL_CARD, card, "python scripts/model_card.py", __doc__, argv)
 
 if __name__ == "__main__":
     main()

@@ -8,14 +8,13 @@ puts side by side, from those reports, what the old runs claimed, their reproduc
 (studies/legacy), the baseline, the recipe and the other backbones. The words are
 scripts/templates/readme_*.md (string.Template); the verdicts are catsdogs.verdicts'.
 """
-import argparse
 import sys
 from pathlib import Path
 from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths, verdicts  # noqa: E402
-from catsdogs.reports import read_json, write_text  # noqa: E402
+from catsdogs.reports import read_json, write_or_check  # noqa: E402
 from studies.legacy.params import check as check_legacy  # noqa: E402
 
 README = Path("README.md")
@@ -127,21 +126,8 @@ def updated(readme):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help=f"exit 1 if {README}'s blocks are out of date; write nothing")
-    check = parser.parse_args(argv).check
-    text = README.read_text()
-    new = updated(text)
-    if check:
-        if new != text:
-            raise SystemExit(f"{README} results are out of date: "
-                             f"run python scripts/readme_results.py")
-        return
-    if new != text:
-        write_text(README, new)
-
+    write_or_check(README, lambda: updated(README.read_text()), "python scripts/readme_results.py",
+                   __doc__, argv)
 
 if __name__ == "__main__":
     main()

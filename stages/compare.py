@@ -18,19 +18,17 @@ def main():
     strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
     batch_size, seed, threshold = p.train.batch_size, p.train.seed, p.evaluate.threshold
     augment = augmentation(p.augment)  # flip, rotation, shift
-    preprocess = BACKBONES[backbone].preprocess
-    run_dir = paths.COMPARE_RUNS / backbone
+    preprocess, run_dir = BACKBONES[backbone].preprocess, paths.COMPARE_RUNS / backbone
     seed_everything(seed)  # each phase starts from the seed, as in its own stage
     val = eval_split("val", batch_size, preprocess)
     model = start_head_phase(backbone, p.model.image_size, p.train_head, seed, strategy)
     train = train_dataset(*load_decoded("train"), batch_size, preprocess, augment, seed)
-    head_summary, finetune_summary = two_phase(model, train, val, p.train_head, p.finetune,
-                                               seed, run_dir)
+    summaries = two_phase(model, train, val, p.train_head, p.finetune, seed, run_dir)
 
     scores, probabilities, speed = score(
         model, {split: eval_split(split, batch_size, preprocess) for split in ("val", "test")},
         threshold)
-    row = comparison_row(backbone, head_summary, finetune_summary, scores)
+    row = comparison_row(backbone, *summaries, scores)  # head's, then fine-tuning's
     write_json(run_dir / "metrics.json", row)
     # Per image: compare_report's intervals, and McNemar's pairs with model.backbone's.
     for split in ("val", "test"):

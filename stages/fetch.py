@@ -1,18 +1,7 @@
-"""Stage fetch: get the dataset's bytes into data/raw, unchanged. Judging them is validate's job.
-
-The source is fetch.url (through keras.utils.get_file, so a seeded $KERAS_HOME works offline)
-or, when that is null, fetch.path: a local .zip or folder, never one inside what the pipeline
-writes. dvc.yaml lists fetch.path as a dependency, so DVC sees a local dataset change. Either
-way the source holds a dataset folder, the one with train/ and validation/, and every file in
-it is copied. What cannot be copied safely (symbolic links, special files, unreadable files
-and folders, files over fetch.max_file_mb) or lies outside that folder is listed with its
-reason in reports/fetch/left_out.csv; a zip with any unsafe member is refused whole
-(catsdogs/unzip.py). The copy is built in a data/raw.partial-*/ folder and replaces data/raw
-only once complete: nothing is deleted before. The source is only read. One run at a time:
-fetch and validate hold a lock on data/ while they run, however they were started. A file
-where fetch needs a folder (data, reports/fetch, a left-over partial folder) stops it by
-name before anything changes.
-"""
+"""Stage fetch: copy the dataset folder (the one with train/ and validation/) of fetch.url (through
+the Keras cache, so a seeded $KERAS_HOME works offline) or fetch.path (a local zip or folder) into
+data/raw, unchanged. Unsafe files are left out and listed in reports/fetch/left_out.csv; a zip with
+any unsafe member is refused whole; data/raw is replaced only once the new copy is complete."""
 import contextlib
 import csv
 import hashlib
@@ -41,7 +30,17 @@ def main():
     with locked(paths.RAW.parent, "fetch"):  # one fetch or validate at a time in this project
         path, checked = locate(fetch)
         clear_the_way()
-        copied, left_out = replace_raw(fetch, path, checked)
+        staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=paths.RAW.parent))
+        try:
+            source, unpacked = resolve_source(fetch, path, checked, staging / "unpacked")
+            copied, left_out = gather(source, path, staging / "raw", fetch.max_file_mb * MB,
+                                      fetch.max_total_mb * MB, move=unpacked)
+            # The new copy is complete: only now does the old data/raw go.
+            if os.path.lexists(paths.RAW):
+                paths.RAW.rename(staging / "old")
+            (staging / "raw").rename(paths.RAW)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         table, report = io.StringIO(), paths.FETCH_REPORTS
         csv.writer(table).writerows([("path", "reason"), *left_out])
         write_text(report / "left_out.csv", table.getvalue())
@@ -56,8 +55,7 @@ def main():
 
 
 def locate(fetch):
-    """The source as a local path (downloaded first if fetch.url) and whether Keras checked
-    it against fetch.sha256; checked before anything is written or deleted."""
+    """The source as a local path (downloaded if fetch.url), and whether Keras checked its hash."""
     if fetch.url:
         return download(fetch.url, fetch.sha256)
     path = Path(fetch.path).expanduser()
@@ -80,8 +78,7 @@ def locate(fetch):
 
 
 def within(path, folder):
-    """Whether path is folder or inside it, compared by device and inode: symbolic links and
-    bind mounts do not hide it."""
+    """Whether path is folder or inside it, by device and inode: links and mounts hide nothing."""
     resolved = Path(path).resolve()
     for ancestor in (resolved, *resolved.parents):
         with contextlib.suppress(OSError):
@@ -91,8 +88,7 @@ def within(path, folder):
 
 
 def download(url, sha256):
-    """The zip at url, from the Keras cache or downloaded into it; and whether Keras checked
-    it against sha256 (not when it was read from a read-only cache as is)."""
+    """The zip at url in the Keras cache (downloaded if needed), and whether Keras checked it."""
     filename, cache = url.rstrip("/").split("/")[-1], paths.keras_cache()
     cached = cache / "datasets" / filename
     if cache.is_dir() and not os.access(cache, os.W_OK):
@@ -117,8 +113,7 @@ def download(url, sha256):
 
 
 def clear_the_way():
-    """Stop, naming it, if anything but a folder is where fetch needs one (before anything
-    changes); then remove the partial folders of interrupted runs (this run holds the lock)."""
+    """Stop if anything but a folder is where fetch needs one; remove interrupted runs' folders."""
     stale = sorted(paths.RAW.parent.glob(PARTIAL_PREFIX + "*"))
     files = [path for path in (paths.REPORTS, paths.FETCH_REPORTS)
              if os.path.lexists(path) and not path.is_dir()]
@@ -128,23 +123,6 @@ def clear_the_way():
     for folder in stale:
         print(f"fetch: removing {folder}, left by an interrupted run")
         shutil.rmtree(folder)
-
-
-def replace_raw(fetch, path, checked):
-    """Copy the dataset folder of the source at path into a partial folder, which replaces
-    data/raw once complete. Returns (copied, left out) as gather() does."""
-    staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=paths.RAW.parent))
-    try:
-        source, unpacked = resolve_source(fetch, path, checked, staging / "unpacked")
-        copied, left_out = gather(source, path, staging / "raw", fetch.max_file_mb * MB,
-                                  fetch.max_total_mb * MB, move=unpacked)
-        # The new copy is complete: only now does the old data/raw go.
-        if os.path.lexists(paths.RAW):
-            paths.RAW.rename(staging / "old")
-        (staging / "raw").rename(paths.RAW)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return copied, left_out
 
 
 def resolve_source(fetch, path, checked, scratch):
@@ -177,9 +155,8 @@ def resolve_source(fetch, path, checked, scratch):
 
 
 def gather(source, shown, dest, max_file, max_total, move=False):
-    """Copy (or move, for our own unpacked zip) every file of the dataset folder into dest.
-    Returns (copied paths, [(path, reason)] left out), paths relative to source; shown is
-    the source as messages name it (the zip, not the folder it was unpacked into)."""
+    """Copy (or move, from our own unpacked zip) the dataset folder's files into dest: (copied,
+    [(path, reason)] left out). shown names the source in messages (the zip, not its unpacking)."""
     root = next((folder for folder, _ in walk(source)
                  if all(os.path.isdir(folder / split) and not os.path.islink(folder / split)
                         for split in paths.SOURCE_SPLITS)), None)
@@ -201,11 +178,10 @@ def gather(source, shown, dest, max_file, max_total, move=False):
             (dest / folder.relative_to(root)).mkdir(parents=True, exist_ok=True)
         for path in (folder / name for name in names):
             reason = why_left_out(path, inside, root, max_file)
-            if reason is None and not move:
-                try:
-                    stream = open(path, "rb")
-                except OSError as error:
-                    reason = f"not readable ({error.strerror})"
+            try:
+                stream = None if reason or move else open(path, "rb")
+            except OSError as error:
+                reason = f"not readable ({error.strerror})"
             if reason:
                 left_out.append((named(path.relative_to(source)), reason))
                 continue
@@ -243,7 +219,6 @@ def why_left_out(path, inside, root, max_file):
         return "not a regular file"
     if info.st_size > max_file:
         return f"{info.st_size / MB:.1f} MB, over fetch.max_file_mb ({max_file / MB:g})"
-    return None
 
 
 if __name__ == "__main__":

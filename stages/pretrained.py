@@ -21,7 +21,6 @@ def main():
         raise SystemExit(f"usage: python -m stages.pretrained BACKBONE  ({' | '.join(BACKBONES)})")
     backbone, p = sys.argv[1], params.load()
     image_size, seed = p.model.image_size, p.train.seed
-
     if p.model.weights == "imagenet":
         base, source_file = imagenet_base(backbone, image_size)
         # Keras checks only EfficientNet files' hashes: the sha256 tells which weights these are.

@@ -6,30 +6,16 @@ from catsdogs import params, paths
 from catsdogs.files import discard, replaced, require
 from catsdogs.reports import write_json
 
-MANIFEST_COLUMNS = ["path", "class", "split"]
 
+def main():
+    p = params.load()
+    classes, val_fraction, seed = sorted(p.classes), p.split.val_fraction, p.split.seed
+    discard(paths.SPLIT, paths.SPLIT_METRICS)
 
-def stratified_split(pool, val_fraction, seed):
-    """Per class, a seeded shuffle; the first round(n * val_fraction) images go to val."""
-    train_parts, val_parts = [], []
-    for name, images in pool.groupby("class", sort=True):
-        shuffled = images.sample(frac=1.0, random_state=seed)
-        n_val = round(len(shuffled) * val_fraction)
-        if n_val == 0 or n_val == len(shuffled):
-            raise SystemExit(f"split: val_fraction {val_fraction} leaves class {name!r} "
-                             f"({len(shuffled)} images) with an empty split")
-        val_parts.append(shuffled.iloc[:n_val])
-        train_parts.append(shuffled.iloc[n_val:])
-    return pd.concat(train_parts), pd.concat(val_parts)
-
-
-def read_manifest(classes):
-    """validate's manifest: path, class and split, as text (a class "NA" stays a name); a row
-    whose class or split this run cannot label stops it."""
     require(paths.MANIFEST, "split", made_by="validate")
-    # Only the columns used: the hashes and sizes would make memory grow several times faster.
+    # As text (a class "NA" stays a name); not the hashes and sizes, which would fill memory.
     try:
-        manifest = pd.read_csv(paths.MANIFEST, usecols=MANIFEST_COLUMNS, dtype=str,
+        manifest = pd.read_csv(paths.MANIFEST, usecols=["path", "class", "split"], dtype=str,
                                keep_default_na=False)
     except ValueError as error:  # pandas names the missing columns
         raise SystemExit(f"split: {paths.MANIFEST}: {error}; rerun python -m stages.validate")
@@ -39,18 +25,20 @@ def read_manifest(classes):
             raise SystemExit(f"split: {paths.MANIFEST} row {row} ({path}): class {name!r} and "
                              f"split {split!r}, but classes are {classes} and splits "
                              f"{list(paths.SOURCE_SPLITS)}; rerun python -m stages.validate")
-    return manifest
-
-
-def main():
-    p = params.load()
-    classes, val_fraction, seed = sorted(p.classes), p.split.val_fraction, p.split.seed
-    discard(paths.SPLIT, paths.SPLIT_METRICS)
-
-    manifest = read_manifest(classes)
     manifest["label"] = manifest["class"].map({name: i for i, name in enumerate(classes)})
     train_pool, test = (manifest[manifest["split"] == split] for split in paths.SOURCE_SPLITS)
-    train, val = stratified_split(train_pool, val_fraction, seed)
+
+    # Stratified: per class, a seeded shuffle; the first round(n * val_fraction) go to val.
+    train_parts, val_parts = [], []
+    for name, images in train_pool.groupby("class", sort=True):
+        shuffled = images.sample(frac=1.0, random_state=seed)
+        n_val = round(len(shuffled) * val_fraction)
+        if n_val == 0 or n_val == len(shuffled):
+            raise SystemExit(f"split: val_fraction {val_fraction} leaves class {name!r} "
+                             f"({len(shuffled)} images) with an empty split")
+        val_parts.append(shuffled.iloc[:n_val])
+        train_parts.append(shuffled.iloc[n_val:])
+    train, val = pd.concat(train_parts), pd.concat(val_parts)
 
     counts = {}
     with replaced(paths.SPLIT) as folder:  # the three files appear at once, or none

@@ -1,24 +1,5 @@
-"""Stage validate: the one accept/reject step. Every file fetch landed in data/raw is
-accepted into the manifest or quarantined with its reasons; nothing is changed or deleted.
-
-One metadata row per file (where it sits, what Pillow reads from the header, size, sha256,
-whether the training decoder accepts it and the sha256 of the pixels it gives at
-model.image_size); Great Expectations checks that table against rules(), and each failing
-row takes the rule's reason. Copies of one picture (same pixels at the training size,
-whatever the bytes) are quarantined like byte-identical copies; near-duplicates (by a
-difference hash) are reported, not quarantined. (fetch never lands symbolic links;
-a file DVC links from its cache, as with cache.type symlink, is judged by its content.)
-Only regular files are opened, and Pillow only with the plugins of validate.formats; what
-cannot be read (a FIFO, a device, an unreadable file or folder, a name that is not UTF-8)
-is quarantined with its reason too. Threads describe the files, a few per thread ahead of
-the one written. One run at a time: fetch and validate hold a lock on data/ while they
-run. A run removes the previous run's outputs first and writes each new one whole (a
-temporary file, then a rename); a run that fails writes no manifest or metrics.
-
-Beside the manifest, manifest.images.npy holds each accepted image as the training decoder
-gave it here (uint8, model.image_size): the decode stage orders these rows by split instead
-of decoding every file a second time.
-"""
+"""Stage validate: each file in data/raw is accepted into the manifest (with its decoded image,
+for decode) or quarantined with its reasons: the rules() it fails, or copying a picture."""
 import json
 import os
 import tempfile
@@ -45,41 +26,52 @@ def main():
     p = params.load()
     classes, knobs, size = p.classes, p.validate_, p.model.image_size
     with locked(paths.RAW.parent, "validate"):  # one fetch or validate at a time in this project
-        # A previous run's outputs go first: a run that fails (an exception, too few images)
-        # leaves no manifest or metrics to be taken for its own, and split then stops.
+        # A failed run must leave no stale manifest or metrics for split to take as its own.
         discard(paths.MANIFEST.parent, *(REPORT_DIR / name for name in REPORTS))
-        # The decoded images wait in an unnamed file in data/ (on disk, not in memory) until
-        # the accepted ones are known.
+        # Decoded images wait on disk, not in memory, until the accepted ones are known.
         with tempfile.TemporaryFile(dir=paths.RAW.parent) as pixels_file:
             table = scan_raw(knobs, size, pixels_file)
-            pixels_row = table["pixels_row"]  # where each decoded image is in pixels_file
+            pixels_row = table["pixels_row"]
             image_of = lambda index: read_row(pixels_file, pixels_row[index], size)  # noqa: E731
             table, result, near = quarantine_reasons(table, classes, knobs, size, image_of)
             accepted = table[table["reason"] == ""].drop(columns="reason")
-            # This run's reports first, so a failing run can still be read; the manifest and
-            # metrics only once it has passed.
+            # Reports first, so a failing run can still be read; manifest and metrics after.
             metrics = write_reports(table, accepted, result, near, classes)
             if problems := too_few_accepted(table, metrics, classes, knobs):
                 raise SystemExit("validate: " + "; ".join(problems))
-            write_manifest(accepted, pixels_file, classes, size)
+            undecoded = accepted["path"][accepted["pixels_row"].isna()]
+            if len(undecoded):  # the rules quarantine every file not decoded: never expected
+                raise RuntimeError(f"validate: accepted but not decoded: {list(undecoded)}")
+            with replaced(paths.MANIFEST.parent) as folder:  # whole or not at all
+                folder.mkdir()
+                accepted.drop(columns=INTERNAL).to_csv(folder / paths.MANIFEST.name, index=False)
+                labels = accepted["class"].map({c: i for i, c in enumerate(sorted(classes))})
+                rows = (read_row(pixels_file, row, size) for row in accepted["pixels_row"])
+                save_decoded(paths.MANIFEST.stem, rows, labels, folder=folder)
         write_json(REPORT_DIR / "metrics.json", metrics)
 
 
 def quarantine_reasons(table, classes, knobs, image_size, image_of):
-    """(the table with a `reason` column, "" for a row accepted; the GX result; the
-    near-duplicate pairs, see same_pictures). A row's reasons: what stopped the file being
-    read, then the rules it fails in rules() order; or, if none, that it copies a picture."""
+    """(the table with a `reason` per row, "" if accepted; the GX result; near pairs)."""
     per_file = rules(classes, knobs)
     for index, (expectation, _) in enumerate(per_file):
         expectation.meta = {"rule": index}
-    # Table-wide: GX flags every copy of a duplicate, copy_reasons() decides which go; fewer
-    # rows than the accepted minimum could never pass.
+    # Table-wide: GX flags every copy, copy_reasons() decides which go; too few rows never pass.
+    table_wide = [E.ExpectColumnValuesToBeUnique(column=column)
+                  for column in ("sha256", "decoded_sha256", "path")]
     min_rows = len(classes) * len(paths.SOURCE_SPLITS) * knobs.min_images_per_class
-    result = run_great_expectations(table, [e for e, _ in per_file] + [
-        E.ExpectColumnValuesToBeUnique(column="sha256"),
-        E.ExpectColumnValuesToBeUnique(column="decoded_sha256"),
-        E.ExpectColumnValuesToBeUnique(column="path"),
-        E.ExpectTableRowCountToBeBetween(min_value=min_rows)])
+    table_wide.append(E.ExpectTableRowCountToBeBetween(min_value=min_rows))
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep the log readable
+    batch = (context.data_sources.add_pandas("raw_images").add_dataframe_asset("metadata")
+             .add_batch_definition_whole_dataframe("all_images"))
+    suite = context.suites.add(gx.ExpectationSuite(name="raw_images"))
+    for expectation in [e for e, _ in per_file] + table_wide:
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="raw_images", data=batch, suite=suite))
+    result = definition.run(batch_parameters={"dataframe": table}, result_format=RESULT_FORMAT)
+    # A row's reasons: what stopped it being read, then the rules it fails, in rules() order.
     reasons = {path: [problem] if problem else [] for path, problem in
                zip(table["path"], table["problem"])}
     rows = table.set_index("path", drop=False)
@@ -97,9 +89,7 @@ def quarantine_reasons(table, classes, knobs, image_size, image_of):
 
 
 def rules(classes, knobs):
-    """Each per-file rule once: (the expectation on the metadata table, the reason a
-    failing row is quarantined under). The order is the order of a file's reasons. A check
-    that was not made leaves None in its column, which GX does not judge."""
+    """Per-file (expectation, reason for a failing row). GX leaves None (not checked) alone."""
     def in_set(column, allowed):
         return E.ExpectColumnValuesToBeInSet(column=column, value_set=list(allowed))
 
@@ -129,22 +119,8 @@ def rules(classes, knobs):
     ]
 
 
-def run_great_expectations(table, expectations):
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # keep the log readable
-    batch = (context.data_sources.add_pandas("raw_images").add_dataframe_asset("metadata")
-             .add_batch_definition_whole_dataframe("all_images"))
-    suite = context.suites.add(gx.ExpectationSuite(name="raw_images"))
-    for expectation in expectations:
-        suite.add_expectation(expectation)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="raw_images", data=batch, suite=suite))
-    return definition.run(batch_parameters={"dataframe": table}, result_format=RESULT_FORMAT)
-
-
 def write_reports(table, accepted, result, near, classes):
-    """quarantine.csv, near_duplicates.csv and gx_result.json, whether the run passes or not;
-    returns the metrics, written only once it has."""
+    """The three reports, pass or fail; returns the metrics (written only on a pass)."""
     quarantined = table[table["reason"] != ""].drop(columns=INTERNAL)
     write_text(REPORT_DIR / "quarantine.csv", quarantined.to_csv(index=False))
     write_text(REPORT_DIR / "near_duplicates.csv", near.to_csv(index=False))
@@ -154,10 +130,9 @@ def write_reports(table, accepted, result, near, classes):
                "expectations_failed": stats["unsuccessful_expectations"],
                "near_duplicate_pairs": len(near),
                "near_duplicate_pairs_kept": int((~near["same_picture"]).sum())}
-    for split in paths.SOURCE_SPLITS:
-        for name in classes:
-            metrics[f"accepted_{split}_{name}"] = int(
-                ((accepted["split"] == split) & (accepted["class"] == name)).sum())
+    counts = accepted.groupby(["split", "class"]).size()
+    metrics |= {f"accepted_{split}_{name}": int(counts.get((split, name), 0))
+                for split in paths.SOURCE_SPLITS for name in classes}
     print(f"validate: {len(table)} files, {len(accepted)} accepted, {len(quarantined)} "
           f"quarantined (see {REPORT_DIR / 'quarantine.csv'}); {len(near)} near-duplicate "
           f"pairs (see {REPORT_DIR / 'near_duplicates.csv'}); "
@@ -167,8 +142,7 @@ def write_reports(table, accepted, result, near, classes):
 
 
 def too_few_accepted(table, metrics, classes, knobs):
-    """What fails the run: in a source split, a class folder missing or empty, or fewer
-    accepted images than validate.min_images_per_class."""
+    """Why the run fails: a class folder missing or empty, or too few accepted images."""
     problems = []
     for split in paths.SOURCE_SPLITS:
         for name in classes:
@@ -184,20 +158,6 @@ def too_few_accepted(table, metrics, classes, knobs):
                                 f"(validate.min_images_per_class is {knobs.min_images_per_class}; "
                                 f"see {REPORT_DIR / 'quarantine.csv'} for the rest)")
     return problems
-
-
-def write_manifest(accepted, pixels_file, classes, image_size):
-    """data/validated/: manifest.csv, and manifest.images.npy (the accepted rows' images,
-    from the scan's pixels file) with their labels; whole or not at all."""
-    undecoded = accepted["path"][accepted["pixels_row"].isna()]
-    if len(undecoded):  # the rules quarantine every file not decoded: never expected
-        raise RuntimeError(f"validate: accepted but not decoded: {list(undecoded)}")
-    with replaced(paths.MANIFEST.parent) as folder:
-        folder.mkdir()
-        accepted.drop(columns=INTERNAL).to_csv(folder / paths.MANIFEST.name, index=False)
-        labels = accepted["class"].map({name: i for i, name in enumerate(sorted(classes))})
-        rows = (read_row(pixels_file, row, image_size) for row in accepted["pixels_row"])
-        save_decoded(paths.MANIFEST.stem, rows, labels, folder=folder)
 
 
 if __name__ == "__main__":
