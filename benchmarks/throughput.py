@@ -5,7 +5,7 @@
 1. project:  decoded-once uint8 arrays -> stateless parallel augmentation (catsdogs.data)
 2. old:      ImageDataGenerator(...).flow_from_directory, the original experiment's settings
 3. tutorial: image_dataset_from_directory + cache + prefetch, augmentation layers in the model
-4. limit:    the same training step on preprocessed tensors already in memory (pure compute)
+4. limit:    the same training step on decoded pixels already in memory (pure compute)
 
 For the frozen-head phase and the fine-tune phase, each method trains MobileNetV2 (model.*
 params) for --steps steps after a warm-up, on the cats_and_dogs_filtered train split when
@@ -32,8 +32,8 @@ import tensorflow as tf  # noqa: E402
 
 from catsdogs import params as P  # noqa: E402
 from catsdogs.data import augmentation, image_decoder, train_dataset  # noqa: E402
-from catsdogs.models import (BACKBONES, build_classifier, compile_binary, find_base,  # noqa: E402
-                             seed_everything, unfreeze_top)
+from catsdogs.models import (BACKBONES, build_classifier, compile_classifier,  # noqa: E402
+                             find_base, seed_everything, unfreeze_top)
 from catsdogs.paths import keras_cache  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
@@ -64,19 +64,19 @@ def write_images(folder, per_class):
 
 
 def new_model(params, phase, weights, augment_layers=None):
-    """The stage's model for `phase`; with augment_layers, they run inside the model."""
+    """The stage's model for `phase` (0-255 pixels in, as every model takes them); with
+    augment_layers, they run inside the model too."""
     size, backbone = params.model.image_size, params.model.backbone
     classifier = build_classifier(backbone, size, weights, params.train_head.dropout,
-                                  params.train.seed)
+                                  params.train.seed, len(CLASSES))
     if phase == "finetune":
         unfreeze_top(find_base(classifier), params.finetune.unfreeze_last)
     model = classifier
-    if augment_layers is not None:  # the tutorial: raw 0-255 images in, everything inside
+    if augment_layers is not None:  # the tutorial: augmentation layers in the model too
         inputs = keras.Input((size, size, 3))
-        x = augment_layers(inputs)
-        model = keras.Model(inputs, classifier(BACKBONES[backbone].preprocess(x)))
+        model = keras.Model(inputs, classifier(augment_layers(inputs)))
     rate = params.train_head.learning_rate if phase == "head" else params.finetune.learning_rate
-    compile_binary(model, rate)
+    compile_classifier(model, rate)
     return model
 
 
@@ -120,14 +120,13 @@ def main():
 
         def project():
             augment = augmentation(knobs)
-            return train_dataset(images, labels, batch_size, spec.preprocess, augment,
+            return train_dataset(images, labels, batch_size, augment,
                                  params.train.seed).batches.repeat()
 
         def old():
             generator = tf.keras.preprocessing.image.ImageDataGenerator(
                 rotation_range=knobs.rotation_degrees, width_shift_range=knobs.shift_fraction,
-                height_shift_range=knobs.shift_fraction, horizontal_flip=knobs.horizontal_flip,
-                preprocessing_function=spec.preprocess)
+                height_shift_range=knobs.shift_fraction, horizontal_flip=knobs.horizontal_flip)
             return generator.flow_from_directory(folder, target_size=(size, size),
                                                  batch_size=batch_size, class_mode="binary",
                                                  seed=params.train.seed)
@@ -143,7 +142,7 @@ def main():
 
         def limit():
             batches = math.ceil(args.steps / 5)  # a few distinct batches, cycled
-            x = spec.preprocess(images[:batches * batch_size].astype("float32"))
+            x = images[:batches * batch_size].astype("float32")
             y = labels[:batches * batch_size]
             return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).repeat()
 

@@ -1,10 +1,12 @@
-"""Input: image bytes -> uint8 pixels (validate decodes each file once) -> tf.data batches,
-read from the decoded splits a batch at a time and augmented on the fly."""
+"""Input: image bytes -> uint8 pixels (validate decodes each file once) -> tf.data batches of
+float32 pixels 0-255 (every model preprocesses inside itself), read from the decoded splits a
+batch at a time and augmented on the fly."""
 import functools
 import math
 from typing import NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from catsdogs.decoded import load_decoded
@@ -74,8 +76,8 @@ def stream_seed(seed, stream, counter):
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(counter, tf.int64) * STREAMS + stream])
 
 
-def model_input(dataset, preprocess):
-    return dataset.map(lambda x, y: (preprocess(tf.cast(x, tf.float32)), y),
+def model_input(dataset):
+    return dataset.map(lambda x, y: (tf.cast(x, tf.float32), y),
                        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
@@ -97,9 +99,9 @@ def batches_in_order(images, labels, batch_size):
     return tf.data.Dataset.range(steps).map(batch, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def eval_dataset(images, labels, batch_size, preprocess):
+def eval_dataset(images, labels, batch_size):
     """Batches in file order, no augmentation."""
-    return model_input(batches_in_order(images, labels, batch_size), preprocess)
+    return model_input(batches_in_order(images, labels, batch_size))
 
 
 class TrainingData(NamedTuple):
@@ -107,19 +109,20 @@ class TrainingData(NamedTuple):
     epoch: tf.Variable        # training.fit sets it as each epoch begins
     images: int
     batch_size: int
+    labels: np.ndarray        # in file order (training.class_weights counts them)
 
 
-def train_dataset(images, labels, batch_size, preprocess, augment, seed):
-    """Shuffled, augmented (unless augment is None), preprocessed batches, drawn from (seed,
-    epoch, batch) alone: a resumed run's epoch is a straight run's."""
+def train_dataset(images, labels, batch_size, augment, seed):
+    """Shuffled batches, augmented unless augment is None, drawn from (seed, epoch, batch)
+    alone: a resumed run's epoch is a straight run's."""
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    count, labels = len(labels), tf.constant(labels)  # the images are read batch by batch
+    count, label_tensor = len(labels), tf.constant(labels)  # images: read batch by batch
     steps = math.ceil(count / batch_size)
 
     def batch(step, order):
         indices = order[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
         batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch.read_value() * steps + step)
-        return rows_of(images, indices), tf.gather(labels, indices), batch_seed
+        return rows_of(images, indices), tf.gather(label_tensor, indices), batch_seed
 
     def epoch_batches(_):
         order = tf.random.experimental.stateless_shuffle(
@@ -137,10 +140,10 @@ def train_dataset(images, labels, batch_size, preprocess, augment, seed):
     else:
         dataset = dataset.map(lambda x, y, seed: (augment(tf.cast(x, tf.float32), seed), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    return TrainingData(model_input(dataset, preprocess), epoch, count, batch_size)
+    return TrainingData(model_input(dataset), epoch, count, batch_size, np.asarray(labels))
 
 
-def eval_split(split, batch_size, preprocess):
+def eval_split(split, batch_size):
     """(batches in file order, labels) of a decoded split."""
     images, labels = load_decoded(split)
-    return eval_dataset(images, labels, batch_size, preprocess), labels
+    return eval_dataset(images, labels, batch_size), labels

@@ -3,10 +3,16 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 PARTIAL = ".partial-"  # .<name>.partial-XXXX: a file or folder being written, never read
+# What a path is when it is not a regular file (by os.stat's mode): never opened, it could
+# block (a FIFO) or never end (a device).
+NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO",
+               stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket"}
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """Backbones from keras.applications, the classifier head, and the fine-tuning unfreeze."""
+import functools
 import json
 import zipfile
 from dataclasses import dataclass
@@ -14,20 +15,25 @@ from catsdogs import paths
 @dataclass(frozen=True)
 class Backbone:
     constructor: Callable
-    preprocess: Callable   # the backbone's own preprocess_input
-    weights_file: str      # the official no-top ImageNet file Keras keeps in $KERAS_HOME/models
+    # Makes the backbone's preprocess_input as a built-in Keras layer (named preprocess), the
+    # first of every model: models take RGB 0-255 and load with no code of ours (safe_mode).
+    preprocess_layer: Callable
+    weights_file: str  # the official no-top ImageNet file Keras keeps in KERAS_HOME/models
 
 
+# MobileNets' preprocess_input: x / 127.5 - 1. EfficientNet rescales inside itself (its
+# preprocess_input is the identity).
+MINUS_ONE_TO_ONE = functools.partial(keras.layers.Rescaling, 1 / 127.5, offset=-1.0,
+                                     name="preprocess")
 BACKBONES = {
     "mobilenet_v2": Backbone(
-        keras.applications.MobileNetV2, keras.applications.mobilenet_v2.preprocess_input,
+        keras.applications.MobileNetV2, MINUS_ONE_TO_ONE,
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"),
-    "mobilenet": Backbone(
-        keras.applications.MobileNet, keras.applications.mobilenet.preprocess_input,
-        "mobilenet_1_0_{size}_tf_no_top.h5"),
+    "mobilenet": Backbone(keras.applications.MobileNet, MINUS_ONE_TO_ONE,
+                          "mobilenet_1_0_{size}_tf_no_top.h5"),
     "efficientnet_b0": Backbone(
-        keras.applications.EfficientNetB0, keras.applications.efficientnet.preprocess_input,
-        "efficientnetb0_notop.h5"),
+        keras.applications.EfficientNetB0,
+        functools.partial(keras.layers.Identity, name="preprocess"), "efficientnetb0_notop.h5"),
 }
 
 
@@ -73,17 +79,21 @@ def build_base(name, image_size, weights):
     return base
 
 
-def build_classifier(name, image_size, weights, dropout, seed):
-    """Frozen base + GlobalAveragePooling -> Dropout -> Dense(1, sigmoid)."""
+def build_classifier(name, image_size, weights, dropout, seed, num_classes, preprocess=None):
+    """RGB 0-255 in -> preprocess (the backbone's layer unless given) -> frozen base ->
+    GlobalAveragePooling -> Dropout -> `classes`: Dense(1, sigmoid), p(the second class), for
+    two classes; Dense(num_classes, softmax) for more."""
     base = build_base(name, image_size, weights)
     base.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
+    pixels = (preprocess or BACKBONES[name].preprocess_layer())(inputs)
     # training=False keeps BatchNorm in inference mode while the base is frozen.
-    features = base(inputs, training=False)
+    features = base(pixels, training=False)
     features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     if dropout:
         features = keras.layers.Dropout(dropout, seed=seed, name="dropout")(features)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="cat_or_dog")(features)
+    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    outputs = keras.layers.Dense(units, activation=activation, name="classes")(features)
     return keras.Model(inputs, outputs, name=f"{name}_classifier")
 
 
@@ -148,6 +158,10 @@ def seed_everything(seed):
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_binary(model, learning_rate):
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="binary_crossentropy", metrics=["accuracy"])
+def compile_classifier(model, learning_rate):
+    """Adam; binary cross-entropy for one sigmoid unit, else sparse categorical (labels are
+    class indices)."""
+    loss = ("binary_crossentropy" if model.output_shape[-1] == 1
+            else "sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                  metrics=["accuracy"])

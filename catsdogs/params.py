@@ -13,6 +13,9 @@ from catsdogs import paths
 BACKBONE_LAYERS = {"mobilenet_v2": 154, "mobilenet": 86, "efficientnet_b0": 237}
 # Input sizes Keras has ImageNet weights for (absent: any size).
 IMAGENET_SIZES = {"mobilenet_v2": (96, 128, 160, 192, 224), "mobilenet": (128, 160, 192, 224)}
+# At most this many classes: past it the K x K confusion matrix and per-class tables are
+# unreadable, and so long a list is more likely pasted by mistake than meant for this recipe.
+MAX_CLASSES = 64
 
 
 class ParamError(SystemExit):
@@ -23,6 +26,16 @@ def _distinct(items):
     if len(set(items)) != len(items):
         raise ValueError("items must be distinct")
     return items
+
+
+def _distinct_folders(names):
+    # Folders that differ only in case are one folder on macOS's and Windows' file systems.
+    seen = {}
+    for name in names:
+        if (first := seen.setdefault(name.casefold(), name)) != name:
+            raise ValueError(f"{first!r} and {name!r} differ only in case: one folder on a "
+                             f"case-insensitive file system (macOS, Windows); rename one")
+    return names
 
 
 def _folder_name(name):
@@ -94,6 +107,7 @@ class Train(Section):
     batch_size: Annotated[int, Field(ge=1, le=4096)]  # the global batch, whatever the devices
     seed: Seed
     distribute: Literal["none", "mirrored"]  # training.distribution
+    class_weight: Optional[Literal["balanced"]]  # training.class_weights
 
 
 class Augment(Section):
@@ -141,8 +155,10 @@ class Export(Section):
 
 
 class Params(Section):
-    # Folder names; their sorted order gives labels 0 and 1 (the model has one sigmoid unit).
-    classes: Annotated[list[ClassName], Field(min_length=2, max_length=2), Distinct]
+    # Folder names; their sorted order gives labels 0, 1, ... (two: one sigmoid unit; more:
+    # a softmax over them).
+    classes: Annotated[list[ClassName], Field(min_length=2, max_length=MAX_CLASSES), Distinct,
+                       AfterValidator(_distinct_folders)]
     fetch: Fetch
     validate_: Validate = Field(alias="validate")  # `validate` is a BaseModel method
     split: Split

@@ -58,22 +58,61 @@ def roc(path, curves):
     save(fig, path)
 
 
-def confusion(path, scores, class_names):
-    """scores: {title: metrics with tn, fp, fn, tp}, the matrices side by side."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(4.5 * len(scores), 4.2), squeeze=False)
-    for ax, (title, s) in zip(axes[0], scores.items()):
-        counts = np.array([[s["tn"], s["fp"]], [s["fn"], s["tp"]]])
+def confusion(path, matrices, class_names):
+    """matrices: {title: K x K counts, rows actual, columns predicted}, side by side; the cells
+    shrink and the names turn as K grows (readable to about 20 classes)."""
+    k = len(class_names)
+    side = max(4.2, 1.5 + 0.45 * k)
+    fig, axes = plt.subplots(1, len(matrices), figsize=((side + 0.3) * len(matrices), side),
+                             squeeze=False)
+    for ax, (title, counts) in zip(axes[0], matrices.items()):
+        counts = np.asarray(counts)
         ax.imshow(counts, cmap="Blues")
         for (row, col), n in np.ndenumerate(counts):
-            ax.text(col, row, str(n), ha="center", va="center", fontsize=14,
+            ax.text(col, row, str(n), ha="center", va="center", fontsize=max(6, 14 - 0.4 * k),
                     color="white" if n > counts.max() / 2 else "black")
-        ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=class_names, yticklabels=class_names,
-               xlabel="predicted", ylabel="actual", title=title)
+        ax.set(xticks=range(k), yticks=range(k), xticklabels=class_names,
+               yticklabels=class_names, xlabel="predicted", ylabel="actual", title=title)
+        if k > 2:
+            ax.tick_params(axis="x", labelrotation=45)
+            plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     save(fig, path)
 
 
-def misclassified_grid(path, mistakes, class_names, columns=4):
-    """mistakes: rows with path, label, probability (of class 1)."""
+def reliability(path, calibrated, title):
+    """calibrated: evaluation.calibration()'s ece and bins. Accuracy against mean confidence
+    per bin (on the diagonal: honest probabilities), the images per bin below."""
+    bins = pd.DataFrame(calibrated["bins"])
+    width = bins["high"] - bins["low"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    top.bar(bins["low"], bins["accuracy"], width, align="edge", edgecolor="black", alpha=0.7,
+            label="accuracy in the bin")
+    top.plot(bins["confidence"], bins["accuracy"], "o", ms=4, color="tab:orange",
+             label="at its mean confidence")
+    top.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="perfectly calibrated")
+    top.set(ylim=(0, 1), ylabel="accuracy",
+            title=f"Reliability, {title}: ECE {calibrated['ece']:.3f}")
+    top.legend(loc="upper left", fontsize=8)
+    bars = bottom.bar(bins["low"], bins["images"], width, align="edge", color="grey")
+    bottom.bar_label(bars, labels=[str(n) if n else "" for n in bins["images"]], fontsize=7)
+    bottom.set(xlim=(0, 1), xlabel="confidence (probability of the predicted class)",
+               ylabel="images")
+    bottom.margins(y=0.25)
+    save(fig, path)
+
+
+def note(path, text):
+    """A figure that only says why there is no figure (its file is still a stage's output)."""
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    save(fig, path)
+
+
+def misclassified_grid(path, mistakes, columns=4):
+    """mistakes: rows with path, class (the true one), predicted (class) and confidence (its
+    probability)."""
     rows = max(1, int(np.ceil(len(mistakes) / columns)))
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
     for ax in axes.ravel():
@@ -81,8 +120,8 @@ def misclassified_grid(path, mistakes, class_names, columns=4):
     for ax, (_, mistake) in zip(axes.ravel(), mistakes.iterrows()):
         with Image.open(mistake["path"]) as image:
             ax.imshow(image.convert("RGB"))
-        ax.set_title(f"{mistake['path'].split('/')[-1]}: is {class_names[int(mistake['label'])]}, "
-                     f"p({class_names[1]}) = {mistake['probability']:.2f}", fontsize=8)
+        ax.set_title(f"{mistake['path'].split('/')[-1]}: is {mistake['class']}, called "
+                     f"{mistake['predicted']} (p = {mistake['confidence']:.2f})", fontsize=8)
     if mistakes.empty:
         axes[0, 0].text(0.5, 0.5, "no misclassified images", ha="center")
     fig.suptitle("Misclassified test images (most confident first)")

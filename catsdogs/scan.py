@@ -16,15 +16,12 @@ from catsdogs import paths
 from catsdogs.data import image_decoder
 from catsdogs.decoded import PROGRESS_EVERY
 from catsdogs.duplicates import difference_hash
-from catsdogs.files import named, walk
+from catsdogs.files import NOT_REGULAR, named, walk
 
 COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
            "width", "height", "pixels", "bytes", "sha256", "decodable", "decoded_sha256"]
 INTERNAL = ["min_side", "dhash", "problem", "pixels_row"]  # the scan's, not the manifest's
 AHEAD_PER_WORKER = 4  # files described ahead of the one written, per thread
-NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO",
-               stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-               stat.S_IFSOCK: "a socket"}
 
 
 def scan_raw(knobs, image_size, pixels_file, workers=None):

@@ -1,7 +1,11 @@
-"""Exports taking raw uint8 RGB pixels (SavedModel signature `serve`: any size, by data.resize;
-`resized` and TFLite: data.decode_image's squares), and one loader for them and .keras alike."""
+"""The artifact (models/export/): the .keras model (RGB 0-255 in, its preprocessing inside),
+classifier.json and labels.txt naming its classes, a SavedModel and two TFLite models; and
+one loader for every format, each classifier answering (N, K) probabilities."""
+import hashlib
+import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -9,29 +13,86 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import fingerprint_pb2
 
-from catsdogs.data import resize
-from catsdogs.models import BACKBONES
+from catsdogs import paths
+from catsdogs.data import decode_image, resize
+from catsdogs.evaluation import class_probabilities, predicted
 
-ANY_SIZE_ENDPOINT, RESIZED_ENDPOINT = "serve", "resized"
+PIXELS_ENDPOINT, BYTES_ENDPOINT, RESIZED_ENDPOINT = "serve", "serve_bytes", "resized"
+INPUT = "RGB 0-255, resized to image_size x image_size (bilinear)"
+DEFAULT_FORMAT = paths.TFLITE_FLOAT32.name  # an artifact folder's: see load()
+
+
+class BadModel(ValueError):
+    """A model file or folder that cannot classify: its message is one line naming it."""
+
+
 # tf.lite.Interpreter warns on every use that it moves to ai_edge_litert (not a requirement).
 warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
 
 
-def export_saved_model(model, preprocess, image_size, path):
-    """A build_classifier model and its preprocessing as a SavedModel; same model, same bytes."""
-    def resized(images):
-        return model(preprocess(tf.cast(images, tf.float32)), training=False)[:, 0]
+def describe(model, backbone, classes, threshold, model_file):
+    """classifier.json: what a user needs beside the model file. No git commit or date: the
+    bytes change only with the model (dvc.lock compares them); MODEL_CARD.md has those."""
+    softmax = model.output_shape[-1] > 1
+    return {"classes": list(classes), "image_size": int(model.input_shape[1]),
+            "backbone": backbone, "output": "softmax" if softmax else "sigmoid",
+            "threshold": None if len(classes) > 2 else threshold, "input": INPUT,
+            "weights": {"file": model_file.name,
+                        "sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}}
 
-    def any_size(images):  # (the graph's function names come from these two names)
-        return resized(resize(images, image_size))
+
+def read_description(folder):
+    """classifier.json of an artifact folder, checked enough to classify with."""
+    file = Path(folder) / paths.DESCRIPTION.name
+    if not file.is_file():
+        raise BadModel(f"{folder}: no {file.name} beside the model: load a model from the "
+                       f"artifact folder (stage export writes {paths.EXPORT}/)")
+    try:
+        description = json.loads(file.read_bytes())
+        classes, size, threshold = (description[key] for key in
+                                    ("classes", "image_size", "threshold"))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise BadModel(f"{file}: not a classifier description ({one_line(error)})") from None
+    if not (isinstance(classes, list) and len(classes) >= 2 and
+            all(isinstance(name, str) for name in classes) and type(size) is int and size > 0
+            and (len(classes) > 2 or isinstance(threshold, (int, float)))):
+        raise BadModel(f"{file}: needs classes (2 or more names), image_size (pixels) and, "
+                       f"for 2 classes, a threshold")
+    return description
+
+
+def export_saved_model(model, description, path):
+    """A model taking RGB 0-255 as a SavedModel of three endpoints; same model, same bytes."""
+    classes, size, threshold = (description[key] for key in ("classes", "image_size",
+                                                               "threshold"))
+
+    def resized(images):  # (the graph's function names come from these functions' names)
+        outputs = model(tf.cast(images, tf.float32), training=False)
+        if outputs.shape[-1] == 1:  # one sigmoid unit: p(second class), as class_probabilities
+            outputs = tf.concat([1 - outputs, outputs], axis=1)
+        return {"probabilities": outputs}
+
+    def named(images):  # as evaluation.predicted: two classes by the threshold, else arg-max
+        probabilities = resized(images)["probabilities"]
+        label = (tf.cast(probabilities[:, 1] >= threshold, tf.int32) if len(classes) == 2
+                 else tf.argmax(probabilities, axis=1, output_type=tf.int32))
+        return {"class": tf.gather(tf.constant(classes), label), "probabilities": probabilities}
+
+    def any_size(images):
+        return named(resize(images, size))
+
+    def encoded(images):
+        return named(tf.map_fn(lambda data: decode_image(data, size), images,
+                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8)))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     # The first endpoint is also `serving_default`, what TF Serving calls.
-    archive.add_endpoint(ANY_SIZE_ENDPOINT, any_size, input_signature=[
-        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
-    archive.add_endpoint(RESIZED_ENDPOINT, resized, input_signature=[
-        tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name="images")])
+    for name, function, spec in [
+            (PIXELS_ENDPOINT, any_size, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
+            (BYTES_ENDPOINT, encoded, tf.TensorSpec([None], tf.string, "images")),
+            (RESIZED_ENDPOINT, resized, tf.TensorSpec([None, size, size, 3], tf.uint8, "images"))]:
+        archive.add_endpoint(name, function, input_signature=[spec])
     _in_name_order(archive)
     archive.write_out(str(path), verbose=False)
     # Drop the fingerprint's random uuid; its graph and checkpoint hashes stay for reloads.
@@ -54,7 +115,8 @@ def _in_name_order(archive):
 
 def convert_tflite(saved_model, representative_images=None):
     """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); representative_images
-    (uint8 squares, calibrating ranges) make it int8: uint8 pixels in, p(dog) out in 1/256 steps."""
+    (uint8 squares, calibrating ranges) make it int8: uint8 pixels in, probabilities out in
+    1/256 steps."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
                                                          signature_keys=[RESIZED_ENDPOINT])
     if representative_images is not None:
@@ -74,43 +136,102 @@ def size_bytes(path):
     return path.stat().st_size
 
 
-class KerasClassifier:
-    """A .keras classifier, preprocessed here as the pipeline does, outside the model."""
-    def __init__(self, path):
-        self.model = keras.models.load_model(path)  # safe_mode (the default): no code loaded
-        backbone = self.model.name.removesuffix("_classifier")  # build_classifier's name
-        if backbone not in BACKBONES:
-            raise ValueError(f"{path}: model {self.model.name!r} is not a classifier of a known "
-                             f"backbone ({', '.join(BACKBONES)})")
-        self.preprocess = BACKBONES[backbone].preprocess
-        self.image_size = self.model.input_shape[1]
+def one_line(error, limit=300):
+    """An exception's message in one line, cut at limit characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class Classifier:
+    """classifier(uint8 images (N, s, s, 3)) -> float probabilities (N, K), a column per
+    class of classifier.json; s is its image_size (the SavedModel takes any size)."""
+
+    def __init__(self, description):
+        self.classes, self.image_size, self.threshold = (
+            description[key] for key in ("classes", "image_size", "threshold"))
+
+    def classes_of(self, probabilities):
+        """The class names predicted (evaluation.predicted: two classes by the threshold)."""
+        return [self.classes[label] for label in predicted(probabilities, self.threshold)]
+
+    def check(self, path, image_shape, probabilities):
+        """Stop if the model is not the one classifier.json describes."""
+        size = self.image_size
+        if (tuple(image_shape) not in [(size, size, 3), (None, None, 3)]
+                or probabilities != len(self.classes)):
+            raise BadModel(f"{path}: takes {tuple(image_shape)} images and gives "
+                           f"{probabilities} probabilities, but {paths.DESCRIPTION.name} "
+                           f"says ({size}, {size}, 3) and {len(self.classes)} classes")
+
+
+def load_keras(path):
+    """A .keras model, checked whole first (Keras calls a cut-short file "File not found")."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        damaged = "its zip directory"
+    except OSError as error:
+        raise BadModel(f"{path}: not readable ({error.strerror})") from None
+    if damaged:
+        raise BadModel(f"{path}: a damaged .keras file ({damaged} unreadable: cut short?)")
+    try:
+        return keras.models.load_model(path)  # safe_mode (the default): no code loaded
+    except Exception as error:  # Keras raises many kinds on a bad archive
+        raise BadModel(f"{path}: not a readable Keras model ({one_line(error)})") from None
+
+
+class KerasClassifier(Classifier):
+    """A .keras model taking RGB 0-255 (its preprocessing is a layer inside)."""
+
+    def __init__(self, path, description, threads=None):
+        super().__init__(description)
+        self.model = load_keras(path)
+        self.check(path, self.model.input_shape[1:], max(2, self.model.output_shape[-1]))
 
     def __call__(self, images):
         # predict_on_batch: one compiled graph, several times faster than eager model(...)
-        inputs = self.preprocess(np.asarray(images, np.float32))
-        return np.asarray(self.model.predict_on_batch(inputs))[:, 0]
+        outputs = self.model.predict_on_batch(np.asarray(images, np.float32))
+        return class_probabilities(np.asarray(outputs))
 
 
-class SavedModelClassifier:
-    """The exported SavedModel: images of any size (one size per batch)."""
-    image_size = None
+class SavedModelClassifier(Classifier):
+    """The exported SavedModel's `serve`: images of any size (one size per batch)."""
 
-    def __init__(self, path):
+    def __init__(self, path, description, threads=None):
+        super().__init__(description)
         self.loaded = tf.saved_model.load(str(path))  # owns the variables `serve` reads
-        self.serve = getattr(self.loaded, ANY_SIZE_ENDPOINT)
+        if PIXELS_ENDPOINT not in self.loaded.signatures:
+            raise BadModel(f"{path}: a SavedModel without a `{PIXELS_ENDPOINT}` endpoint "
+                           f"(it has: {', '.join(self.loaded.signatures) or 'none'})")
+        signature = self.loaded.signatures[PIXELS_ENDPOINT]
+        images = signature.structured_input_signature[1].get("images")
+        outputs = signature.structured_outputs.get("probabilities")
+        self.check(path, images.shape[1:] if images is not None else (),
+                   outputs.shape[-1] if outputs is not None else None)
+        self.serve = getattr(self.loaded, PIXELS_ENDPOINT)
 
     def __call__(self, images):
-        return self.serve(tf.constant(images, tf.uint8)).numpy()
+        return self.serve(tf.constant(images, tf.uint8))["probabilities"].numpy()
 
 
-class TFLiteClassifier:
+class TFLiteClassifier(Classifier):
     """A TFLite model: images of its input size; quantized input and output handled here."""
-    def __init__(self, path, threads=None):
-        self.interpreter = tf.lite.Interpreter(model_path=str(path),
+
+    def __init__(self, path, description, threads=None):
+        super().__init__(description)
+        content = Path(path).read_bytes()
+        if content[4:8] != b"TFL3":  # the flatbuffer's file identifier
+            raise BadModel(f"{path}: not a TFLite model (no TFL3 identifier)")
+        # From bytes, TFLite verifies the flatbuffer (from a path it does not, and a file cut
+        # short can crash the process).
+        self.interpreter = tf.lite.Interpreter(model_content=content,
                                                num_threads=tflite_threads(threads))
+        self.interpreter.allocate_tensors()  # a model whose ops do not fit fails here
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
-        self.image_size = int(self.input["shape_signature"][1])
+        shape, width = self.input["shape_signature"], self.output["shape_signature"]
+        self.check(path, [int(n) for n in shape[1:]], int(width[-1]) if len(width) == 2 else None)
         self.batch = None
 
     def __call__(self, images):
@@ -128,7 +249,7 @@ class TFLiteClassifier:
         scale, zero_point = self.output["quantization"]
         if scale:
             output = (output.astype(np.float32) - zero_point) * scale
-        return output.reshape(len(images))
+        return output.reshape(len(images), -1)
 
 
 def tflite_threads(threads):
@@ -136,14 +257,28 @@ def tflite_threads(threads):
 
 
 def load(path, threads=None):
-    """A classifier of a .keras, .tflite or SavedModel path: classifier(uint8 (N, s, s, 3)) ->
-    p(second class), shape (N,); s is classifier.image_size, any when it is None."""
+    """The classifier of an artifact folder (its float32 TFLite model: the fastest to start,
+    answering as the Keras model does within 1e-5) or of a model in it (.keras, .tflite,
+    saved_model/), described by the folder's classifier.json. Any bad model: BadModel."""
     path = Path(path)
+    if not path.exists():
+        raise BadModel(f"{path} does not exist (stage export writes the artifact folder, "
+                       f"{paths.EXPORT}/)")
+    if (path / paths.DESCRIPTION.name).is_file():
+        path = path / DEFAULT_FORMAT
     if path.suffix == ".keras" and path.is_file():
-        return KerasClassifier(path)
-    if path.suffix == ".tflite" and path.is_file():
-        return TFLiteClassifier(path, threads)
-    if (path / "saved_model.pb").is_file():
-        return SavedModelClassifier(path)
-    raise ValueError(f"{path}: not a model (a .keras file, a .tflite file or a SavedModel "
-                     f"folder holding saved_model.pb)")
+        kind = KerasClassifier
+    elif path.suffix == ".tflite" and path.is_file():
+        kind = TFLiteClassifier
+    elif (path / "saved_model.pb").is_file():
+        kind = SavedModelClassifier
+    else:
+        raise BadModel(f"{path}: not a model (an artifact folder holding "
+                       f"{paths.DESCRIPTION.name}, or a .keras, .tflite or SavedModel in one)")
+    description = read_description(path.parent)
+    try:
+        return kind(path, description, threads)
+    except BadModel:
+        raise
+    except Exception as error:  # each format's loader raises its own kinds on a damaged file
+        raise BadModel(f"{path}: not a readable model ({one_line(error)})") from None

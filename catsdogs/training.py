@@ -11,7 +11,7 @@ from dvclive.keras import DVCLiveCallback
 
 from catsdogs import paths
 from catsdogs.evaluation import last_epoch
-from catsdogs.models import (build_classifier, compile_binary, count_params, find_base,
+from catsdogs.models import (build_classifier, compile_classifier, count_params, find_base,
                              seed_everything, unfreeze_top)
 from catsdogs.reports import write_timing
 from catsdogs.resume import EpochBackup
@@ -85,10 +85,23 @@ def seed_generators(layers):
     return found
 
 
-def fit(model, train, val, epochs, seed, live_dir):
-    """Train, validate on val (data.eval_split), log every epoch to live_dir; returns the last
-    epoch's metrics and the timing (also written to reports/timing/), flat."""
+def class_weights(class_weight, labels, num_classes):
+    """train.class_weight as model.fit takes it: None, or for "balanced" n / (K * n_k) per
+    class k (scikit-learn's "balanced"), so each class weighs as much in the loss."""
+    if class_weight is None:
+        return None
+    counts = np.bincount(np.asarray(labels).astype(int), minlength=num_classes)
+    return {k: len(labels) / (num_classes * int(n)) for k, n in enumerate(counts) if n}
+
+
+def fit(model, train, val, epochs, seed, live_dir, class_weight=None):
+    """Train (class_weight: train.class_weight), validate on val (data.eval_split), log every
+    epoch to live_dir; returns the last epoch's metrics and the timing (also written to
+    reports/timing/), flat."""
     strategy = model.distribute_strategy  # the one it was built under; none: the default
+    weights = class_weights(class_weight, train.labels, max(2, model.output_shape[-1]))
+    if weights:
+        print(f"{live_dir}: class weights (label: weight) {weights}")
     if strategy.num_replicas_in_sync > 1:
         check_last_batches(strategy.num_replicas_in_sync, train.batch_size,
                            training=train.images, validation=len(val[1]))
@@ -103,7 +116,7 @@ def fit(model, train, val, epochs, seed, live_dir):
             logger.on_epoch_end(epoch, logs)
         start = time.perf_counter()
         # EpochRandomness orders the batches. Backup last: a kill before it redoes the epoch.
-        model.fit(train.batches, validation_data=val[0], epochs=epochs,
+        model.fit(train.batches, validation_data=val[0], epochs=epochs, class_weight=weights,
                   initial_epoch=first_epoch, verbose=2, shuffle=False,
                   callbacks=[EpochRandomness(seed, train.epoch), logger, backup])
         seconds = time.perf_counter() - start
@@ -118,12 +131,14 @@ def fit(model, train, val, epochs, seed, live_dir):
     return summary
 
 
-def start_head_phase(backbone, image_size, head, seed, strategy):
-    """The recipe's first phase: the starting weights frozen under a new head, compiled."""
+def start_head_phase(backbone, image_size, head, seed, strategy, num_classes, preprocess=None):
+    """The recipe's first phase: the starting weights frozen under a new head, compiled
+    (preprocess: models.build_classifier's)."""
     with strategy.scope():
         model = build_classifier(backbone, image_size,
-                                 paths.pretrained_weights(backbone, image_size), head.dropout, seed)
-        compile_binary(model, head.learning_rate)
+                                 paths.pretrained_weights(backbone, image_size), head.dropout,
+                                 seed, num_classes, preprocess)
+        compile_classifier(model, head.learning_rate)
     return model
 
 
@@ -131,13 +146,15 @@ def start_finetune_phase(model, finetune, freeze_batchnorm=True):
     """The recipe's second phase: top base layers unfrozen, recompiled (so the flags count)."""
     with model.distribute_strategy.scope():  # the new optimizer's variables on every replica
         unfreeze_top(find_base(model), finetune.unfreeze_last, freeze_batchnorm=freeze_batchnorm)
-        compile_binary(model, finetune.learning_rate)
+        compile_classifier(model, finetune.learning_rate)
 
 
-def two_phase(model, train, val, head, finetune, seed, run_dir, freeze_batchnorm=True):
+def two_phase(model, train, val, head, finetune, seed, run_dir, freeze_batchnorm=True,
+              class_weight=None):
     """Both phases on a start_head_phase model, as their stages run them; both summaries."""
-    head_summary = fit(model, train, val, head.epochs, seed, run_dir / "head")
+    head_summary = fit(model, train, val, head.epochs, seed, run_dir / "head", class_weight)
     seed_everything(seed)  # each phase starts from the seed, as in its own stage
     start_finetune_phase(model, finetune, freeze_batchnorm)
-    finetune_summary = fit(model, train, val, finetune.epochs, seed, run_dir / "finetune")
+    finetune_summary = fit(model, train, val, finetune.epochs, seed, run_dir / "finetune",
+                           class_weight)
     return head_summary, finetune_summary

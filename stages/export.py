@@ -1,87 +1,137 @@
-"""Stage export: models/final.keras as a SavedModel and TFLite float32 and int8 models, each
-scored on the decoded test images beside it (so a difference is the conversion's alone)."""
+"""Stage export: the artifact models/export/, everything needed to classify photos elsewhere:
+models/final.keras as model.keras, classifier.json and labels.txt (its classes), a SavedModel
+and TFLite float32 and int8 models, each scored on the decoded test images beside the Keras
+model (so a difference is the conversion's alone). The backbone and image size are the
+model's own: params that moved on since training stop the stage before anything is removed."""
+import json
+import shutil
 import time
 
-import keras
 import numpy as np
 
 from catsdogs import params, paths, serving
 from catsdogs.decoded import load_decoded
-from catsdogs.files import replaced
-from catsdogs.models import BACKBONES
+from catsdogs.evaluation import calibration, predicted
+from catsdogs.files import replaced, require
 from catsdogs.reports import write_json, write_timing
 
-FORMATS = {"keras": paths.FINAL_MODEL, "saved_model": paths.SAVED_MODEL,
-           "tflite_float32": paths.TFLITE_FLOAT32, "tflite_int8": paths.TFLITE_INT8}
+# Each format's name in the artifact folder; keras first, the one the others are compared to.
+FORMATS = {"keras": paths.EXPORT_MODEL.name, "saved_model": paths.SAVED_MODEL.name,
+           "tflite_float32": paths.TFLITE_FLOAT32.name, "tflite_int8": paths.TFLITE_INT8.name}
 
 
 def main():
     p = params.load()
-    knobs, threshold = p.export, p.evaluate.threshold
+    knobs = p.export
+    model, backbone = checked_model(p)  # every input checked before anything is written
+    for split in ("train", "test"):
+        require(paths.DECODED / f"{split}.images.npy", "export", "decode")
+    (train_images, _), (images, labels) = load_decoded("train"), load_decoded("test")
+    if images.shape[1] != p.model.image_size:
+        raise SystemExit(f"export: {paths.DECODED}/ holds {images.shape[1]} px images, the "
+                         f"model takes {p.model.image_size} px: rerun stage decode")
 
     start = time.perf_counter()
-    with replaced(paths.EXPORT) as folder:  # every format appears at once, or none
+    with replaced(paths.EXPORT) as folder:  # the whole artifact appears at once, or none of it
         folder.mkdir()
-        export(keras.models.load_model(paths.FINAL_MODEL), p.model, knobs, folder)
-    timing = {"export_seconds": round(time.perf_counter() - start, 1)}
-
-    images, labels = load_decoded("test")
-    probability = {}
-    for name, path in FORMATS.items():
-        print(f"export: scoring {name} ({path})")
-        probability[name], timing[name] = measure(serving.load(path, knobs.tflite_threads),
-                                                  images, knobs.batch_size, knobs.latency_runs)
-    metrics = {}
-    for name, path in FORMATS.items():
-        says_dog = probability[name] >= threshold
-        metrics[name] = {
-            "accuracy": float(np.mean(says_dog == (labels == 1))),
-            "agreement_with_keras": float(np.mean(says_dog == (probability["keras"] >= threshold))),
-            "max_probability_difference": float(np.max(np.abs(probability[name] -
-                                                              probability["keras"]))),
-            "size_bytes": serving.size_bytes(path),
-        }
+        write_artifact(model, backbone, sorted(p.classes), p.evaluate.threshold, folder,
+                       representative(train_images, knobs))
+        timing = {"export_seconds": round(time.perf_counter() - start, 1)}
+        probabilities, threshold = {}, serving.read_description(folder)["threshold"]
+        for name, file in FORMATS.items():
+            print(f"export: scoring {name} ({paths.EXPORT / file})")
+            probabilities[name], timing[name] = measure(
+                serving.load(folder / file, knobs.tflite_threads), images, knobs.batch_size,
+                knobs.latency_runs)
+        metrics = {name: format_metrics(probabilities[name], probabilities["keras"], labels,
+                                        threshold, folder / file)
+                   for name, file in FORMATS.items()}
+    for name in FORMATS:
         print(f"export: {name}: {metrics[name]}, {timing[name]}")
-    drop = metrics["tflite_float32"]["accuracy"] - metrics["tflite_int8"]["accuracy"]
-    ratio = metrics["tflite_float32"]["size_bytes"] / metrics["tflite_int8"]["size_bytes"]
-    metrics["int8_goals"] = {
-        "accuracy_drop": drop, "accuracy_drop_max": knobs.int8_accuracy_drop_max,
-        "accuracy_met": drop <= knobs.int8_accuracy_drop_max,
-        "size_ratio": ratio, "size_ratio_min": knobs.int8_size_ratio_min,
-        "size_met": ratio >= knobs.int8_size_ratio_min}
+    metrics["int8_goals"] = int8_goals(metrics, knobs)
     metrics["test_images"] = len(labels)
     write_json(paths.EXPORT_REPORTS / "metrics.json", metrics)
     timing["tflite_threads"] = serving.tflite_threads(knobs.tflite_threads)
     write_timing(paths.EXPORT_REPORTS, timing)
 
 
-def export(model, model_knobs, knobs, folder):
-    """The SavedModel, then both TFLite models from it; int8 calibrates on train images."""
-    saved_model = folder / paths.SAVED_MODEL.name
-    serving.export_saved_model(model, BACKBONES[model_knobs.backbone].preprocess,
-                               model_knobs.image_size, saved_model)
-    (folder / paths.TFLITE_FLOAT32.name).write_bytes(serving.convert_tflite(saved_model))
-    train_images, _ = load_decoded("train")
+def checked_model(p):
+    """(models/final.keras, its backbone) if params describe it: the backbone (build_classifier
+    names the model after it), the image size and the number of classes."""
+    require(paths.FINAL_MODEL, "export", "finetune")
+    try:
+        model = serving.load_keras(paths.FINAL_MODEL)
+    except serving.BadModel as error:
+        raise SystemExit(f"export: {error}: rerun stage finetune") from None
+    backbone, size = model.name.removesuffix("_classifier"), model.input_shape[1]
+    units, classes = model.output_shape[-1], len(p.classes)
+    if (backbone, size, units) != (p.model.backbone, p.model.image_size,
+                                   1 if classes == 2 else classes):
+        raise SystemExit(
+            f"export: {paths.FINAL_MODEL} is a {backbone} model at {size} px for "
+            f"{2 if units == 1 else units} classes, but params.yaml has model.backbone "
+            f"{p.model.backbone}, model.image_size {p.model.image_size} and {classes} classes: "
+            f"rerun the pipeline (dvc repro) or set params back to the model's")
+    return model, backbone
+
+
+def representative(train_images, knobs):
+    """The train images (a seeded draw, in file order) that calibrate the int8 model's ranges."""
     draw = np.random.default_rng(knobs.representative_seed).choice(
         len(train_images), min(knobs.representative_images, len(train_images)), replace=False)
+    return train_images[np.sort(draw)]
+
+
+def write_artifact(model, backbone, classes, threshold, folder, representative_images):
+    """model.keras, classifier.json, labels.txt, the SavedModel, then both TFLite models."""
+    model_file = folder / paths.EXPORT_MODEL.name
+    shutil.copyfile(paths.FINAL_MODEL, model_file)
+    description = serving.describe(model, backbone, classes, threshold, model_file)
+    (folder / paths.DESCRIPTION.name).write_text(json.dumps(description, indent=2) + "\n")
+    (folder / paths.LABELS.name).write_text("".join(f"{name}\n" for name in classes))
+    saved_model = folder / paths.SAVED_MODEL.name
+    serving.export_saved_model(model, description, saved_model)
+    (folder / paths.TFLITE_FLOAT32.name).write_bytes(serving.convert_tflite(saved_model))
     (folder / paths.TFLITE_INT8.name).write_bytes(
-        serving.convert_tflite(saved_model, train_images[np.sort(draw)]))
+        serving.convert_tflite(saved_model, representative_images))
+
+
+def format_metrics(probabilities, keras_probabilities, labels, threshold, path):
+    """One format's test accuracy, calibration, agreement with the Keras model and size."""
+    says, keras_says = predicted(probabilities, threshold), predicted(keras_probabilities,
+                                                                      threshold)
+    return {"accuracy": float(np.mean(says == labels.astype(int))),
+            "agreement_with_keras": float(np.mean(says == keras_says)),
+            "max_probability_difference": float(np.max(np.abs(probabilities -
+                                                              keras_probabilities))),
+            "ece": calibration(labels, probabilities, threshold)["ece"],
+            "size_bytes": serving.size_bytes(path)}
+
+
+def int8_goals(metrics, knobs):
+    drop = metrics["tflite_float32"]["accuracy"] - metrics["tflite_int8"]["accuracy"]
+    ratio = metrics["tflite_float32"]["size_bytes"] / metrics["tflite_int8"]["size_bytes"]
+    return {"accuracy_drop": drop, "accuracy_drop_max": knobs.int8_accuracy_drop_max,
+            "accuracy_met": drop <= knobs.int8_accuracy_drop_max,
+            "size_ratio": ratio, "size_ratio_min": knobs.int8_size_ratio_min,
+            "size_met": ratio >= knobs.int8_size_ratio_min}
 
 
 def measure(classifier, images, batch_size, latency_runs):
-    """(p(dog) of every image, batch_size at a time; timings of that and of single images)."""
+    """(probabilities (N, K) of every image, batch_size at a time; timings of that and of
+    single images)."""
     classifier(images[:1])  # warm-up: the first call builds the graph or allocates the tensors
     start = time.perf_counter()
-    probability = np.concatenate([classifier(images[i:i + batch_size])
-                                  for i in range(0, len(images), batch_size)])
+    probabilities = np.concatenate([classifier(images[i:i + batch_size])
+                                    for i in range(0, len(images), batch_size)])
     batch_seconds = time.perf_counter() - start
     latencies = []
     for i in range(latency_runs):
         start = time.perf_counter()
         classifier(images[i % len(images)][None])
         latencies.append(time.perf_counter() - start)
-    return probability, {"latency_ms_median": round(1000 * float(np.median(latencies)), 2),
-                         "batch_images_per_second": round(len(images) / batch_seconds, 1)}
+    return probabilities, {"latency_ms_median": round(1000 * float(np.median(latencies)), 2),
+                           "batch_images_per_second": round(len(images) / batch_seconds, 1)}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Fixtures: tiny, learnable image folders made on the fly, params files, a copy of the project,
 and one tiny project reproduced once per session (`dvc repro` is most of the suite's time)."""
+import colorsys
 import os
 import shutil
 import subprocess
@@ -34,11 +35,19 @@ def decode_files(files, image_size):
     return np.stack([decode(Path(file).read_bytes()).numpy() for file in files])
 
 
-def make_dataset(root, per_class={"train": 12, "validation": 6}, seed=0):
-    """root/<split>/<class>/<class>.<i>.jpg, the layout of cats_and_dogs_filtered."""
+def class_tints(count):
+    """{class name: tint} for `count` classes (class0, class1, ...: sorted as numbered, up to
+    10), their hues spread around the colour wheel."""
+    return {f"class{i}": tuple(round(40 + 180 * c) for c in colorsys.hsv_to_rgb(i / count, 1, 1))
+            for i in range(count)}
+
+
+def make_dataset(root, per_class={"train": 12, "validation": 6}, seed=0, tints=CLASS_TINT):
+    """root/<split>/<class>/<class>.<i>.jpg, the layout of cats_and_dogs_filtered; tints:
+    {class name: tint} (default cats and dogs)."""
     rng = np.random.default_rng(seed)
     for split, count in per_class.items():
-        for class_name, tint in CLASS_TINT.items():
+        for class_name, tint in tints.items():
             for i in range(count):
                 write_image(root / split / class_name / f"{class_name[:-1]}.{i}.jpg", tint, rng)
     return root
@@ -47,6 +56,13 @@ def make_dataset(root, per_class={"train": 12, "validation": 6}, seed=0):
 @pytest.fixture
 def tiny_dataset(tmp_path):
     return make_dataset(tmp_path / "tiny_dataset")
+
+
+@pytest.fixture(params=[3, 5], ids=lambda count: f"{count}_classes")
+def multiclass_dataset(request, tmp_path):
+    """(dataset folder, its class names) of a tiny dataset of 3, then 5, tinted classes."""
+    tints = class_tints(request.param)
+    return make_dataset(tmp_path / "multiclass_dataset", tints=tints), sorted(tints)
 
 
 def tiny_params(source="unused", **changes):
@@ -162,6 +178,14 @@ def exported_project(tmp_path_factory, write_params):
     each work on a copy (shutil.copytree) of it."""
     from test_export import make_exported_project
     return make_exported_project(tmp_path_factory.mktemp("exported") / "project", write_params)
+
+
+@pytest.fixture(scope="session")
+def exported_three_classes(tmp_path_factory, write_params):
+    """The same with three classes (test_export.THREE_CLASSES)."""
+    from test_export import THREE_CLASSES, make_exported_project
+    return make_exported_project(tmp_path_factory.mktemp("exported3") / "project", write_params,
+                                 THREE_CLASSES)
 
 
 def project_env(project):

@@ -18,7 +18,8 @@ from test_fetch_safety import assert_accounted as assert_fetch_accounted
 from test_fetch_safety import source_files
 from test_validate_safety import assert_accounted, entries
 
-TINTS = [(200, 60, 60), (60, 60, 200)]  # the first class (sorted) reddish, the second bluish
+# The first class (sorted) reddish, the second bluish, then greenish and yellowish.
+TINTS = [(200, 60, 60), (60, 60, 200), (60, 200, 60), (200, 200, 60)]
 PER_SPLIT = {"train": 5, "validation": 2}
 
 
@@ -33,7 +34,7 @@ def write_params_quoted(directory, write_params, source, classes):
 
 
 @pytest.mark.parametrize("classes", [["007", "True"], ["NA", "null"], ["1", "1e3"],
-                                     ["nan", "false"]], ids="/".join)
+                                     ["nan", "false"], ["2", "10", "1", "0"]], ids="/".join)
 def test_class_names_that_look_like_values_keep_their_labels(tmp_path, monkeypatch,
                                                              write_params, classes):
     source = tmp_path / "source"
@@ -69,10 +70,10 @@ def test_class_names_that_look_like_values_keep_their_labels(tmp_path, monkeypat
         assert frame["label"].dtype.kind == "i"
         images, decoded_labels = load_decoded(split_name)
         assert list(decoded_labels) == list(frame["label"])
-        # The decoded images are the class's: reddish for label 0, bluish for label 1.
-        images = images[:]  # all rows, read from disk
-        redder = images[..., 0].mean(axis=(1, 2)) > images[..., 2].mean(axis=(1, 2))
-        assert list(redder) == [label == 0 for label in frame["label"]]
+        # The decoded images are the class's: each nearest its label's tint.
+        colours = images[:].mean(axis=(1, 2))  # all rows, read from disk
+        nearest = np.abs(colours[:, None] - np.array(TINTS[:len(classes)])).sum(-1).argmin(1)
+        assert list(nearest) == list(frame["label"])
         total += len(frame)
     assert total == len(manifest)
     metrics = json.loads((work / "reports/split/metrics.json").read_text())

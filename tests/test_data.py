@@ -1,8 +1,8 @@
 """Split files, the one image decoder, decoded arrays on disk, and the tf.data input
-(file order, seeded shuffles per epoch, preprocessing, stateless augmentation)."""
+(file order, seeded shuffles per epoch, float32 pixels 0-255 for the model to preprocess,
+stateless augmentation)."""
 import io
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,13 +15,6 @@ from catsdogs.data import (TrainingData, augmentation, decode_image, eval_datase
                            train_dataset)
 from catsdogs.decoded import DecodedImages, load_decoded, read_split, save_decoded
 from conftest import ROOT, decode_files
-
-PREPROCESS = keras.applications.mobilenet_v2.preprocess_input
-
-
-def identity(x):
-    return x
-
 
 # ---- read_split ------------------------------------------------------------------------
 
@@ -140,7 +133,7 @@ def test_a_split_not_decoded_is_named(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"test\.images\.npy"):
         load_decoded("test")
     with pytest.raises(FileNotFoundError, match=r"test\.images\.npy"):
-        eval_split("test", 4, identity)
+        eval_split("test", 4)
 
 
 def test_decode_writes_a_plain_npy_row_by_row(solid_files, tmp_path):
@@ -194,13 +187,13 @@ def test_batches_from_disk_equal_batches_from_memory(on_disk):
     augment = augmentation(P.Augment(rotation_degrees=20.0, shift_fraction=0.2,
                                      horizontal_flip=True))
     for epoch in (0, 3):
-        memory, disk = (train_dataset(x, labels, 5, PREPROCESS, augment, 7)
+        memory, disk = (train_dataset(x, labels, 5, augment, 7)
                         for x in (images, stored))
         memory.epoch.assign(epoch)
         disk.epoch.assign(epoch)
         for a, b in zip(one_pass(memory.batches)[1], one_pass(disk.batches)[1]):
             np.testing.assert_array_equal(a, b)
-    batches = [one_pass(eval_dataset(x, labels, 5, PREPROCESS))[0] for x in (images, stored)]
+    batches = [one_pass(eval_dataset(x, labels, 5))[0] for x in (images, stored)]
     assert [x.shape for x, _ in batches[0]] == [x.shape for x, _ in batches[1]]
     for (a, a_labels), (b, b_labels) in zip(*batches):
         np.testing.assert_array_equal(a, b)
@@ -230,33 +223,32 @@ def ids(images):
 
 def test_eval_dataset_batches_in_file_order_with_labels_aligned():
     images, labels = numbered(10)
-    batches, (out, out_labels) = one_pass(eval_dataset(images, labels, 4, identity))
+    batches, (out, out_labels) = one_pass(eval_dataset(images, labels, 4))
     assert [x.shape[0] for x, _ in batches] == [4, 4, 2]
     assert all(x.dtype == np.float32 for x, _ in batches)
     np.testing.assert_array_equal(ids(out), np.arange(10))
     np.testing.assert_array_equal(out_labels, labels)
 
 
-def test_eval_dataset_applies_the_preprocessing():
-    images = np.stack([np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8),
-                       np.full((8, 8, 3), 51, np.uint8)])
-    _, (out, _) = one_pass(eval_dataset(images, np.zeros(3, np.float32), 2, PREPROCESS))
-    # mobilenet_v2 maps [0, 255] to [-1, 1]; a stray 1/255 rescale would squeeze to ~-1.
-    np.testing.assert_allclose(out[0], -1.0, atol=1e-6)
-    np.testing.assert_allclose(out[1], 1.0, atol=1e-6)
-    np.testing.assert_allclose(out[2], 51 / 127.5 - 1, atol=1e-6)
+def test_eval_dataset_gives_the_pixels_unscaled_for_the_model_to_preprocess():
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    images[0], images[1] = 0, 255
+    _, (out, _) = one_pass(eval_dataset(images, np.zeros(3, np.float32), 2))
+    # Every model preprocesses inside itself: a scaling here would be applied twice.
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, images.astype(np.float32))
 
 
 def test_eval_split_batches_a_decoded_split_in_file_order(tmp_path, monkeypatch):
     images, labels = numbered(7)
     monkeypatch.chdir(tmp_path)
     save_decoded("val", images, labels)
-    batches, split_labels = eval_split("val", 3, lambda x: x / 10)
+    batches, split_labels = eval_split("val", 3)
     np.testing.assert_array_equal(split_labels, labels)
     sizes = [x.shape[0] for x, _ in batches]
     assert sizes == [3, 3, 1]
     _, (out, out_labels) = one_pass(batches)
-    np.testing.assert_array_equal(ids(out * 10), np.arange(7))   # file order, preprocessed
+    np.testing.assert_array_equal(ids(out), np.arange(7))   # file order
     np.testing.assert_array_equal(out_labels, labels)
 
 
@@ -272,9 +264,10 @@ def order_of(dataset):
 
 def test_train_dataset_yields_each_image_once_with_its_label():
     images, labels = numbered(13)
-    train = train_dataset(images, labels, 4, identity, None, 1)
+    train = train_dataset(images, labels, 4, None, 1)
     assert isinstance(train, TrainingData)
     assert train.images == 13
+    np.testing.assert_array_equal(train.labels, labels)  # file order, for class weights
     assert train.epoch.numpy() == 0 and not train.epoch.trainable
     assert train.batches.cardinality().numpy() == 4
     order, sizes = order_of(train.batches)
@@ -285,7 +278,7 @@ def test_train_dataset_yields_each_image_once_with_its_label():
 
 def test_train_dataset_order_is_a_function_of_seed_and_epoch():
     images, labels = numbered(13)
-    train = train_dataset(images, labels, 4, identity, None, 1)
+    train = train_dataset(images, labels, 4, None, 1)
     first, _ = order_of(train.batches)
     again, _ = order_of(train.batches)
     np.testing.assert_array_equal(first, again)     # same (seed, epoch): same order
@@ -295,31 +288,30 @@ def test_train_dataset_order_is_a_function_of_seed_and_epoch():
     assert sorted(next_epoch) == list(range(13))
     train.epoch.assign(0)
     np.testing.assert_array_equal(order_of(train.batches)[0], first)   # back: the same again
-    other_seed, _ = order_of(train_dataset(images, labels, 4, identity, None, 2).batches)
+    other_seed, _ = order_of(train_dataset(images, labels, 4, None, 2).batches)
     assert list(other_seed) != list(first)
     # A fresh pipeline set to the same (seed, epoch), as after a resume: the same order.
-    fresh = train_dataset(images, labels, 4, identity, None, 1)
+    fresh = train_dataset(images, labels, 4, None, 1)
     fresh.epoch.assign(1)
     np.testing.assert_array_equal(order_of(fresh.batches)[0], next_epoch)
 
 
 def test_two_training_pipelines_have_their_own_epochs():
     images, labels = numbered(13)
-    first = train_dataset(images, labels, 4, identity, None, 1)
-    second = train_dataset(images, labels, 4, identity, None, 1)
+    first = train_dataset(images, labels, 4, None, 1)
+    second = train_dataset(images, labels, 4, None, 1)
     before, _ = order_of(first.batches)
     second.epoch.assign(5)
     np.testing.assert_array_equal(order_of(first.batches)[0], before)
     assert list(order_of(second.batches)[0]) != list(before)
 
 
-def test_train_dataset_applies_the_preprocessing():
+def test_train_dataset_without_augmentation_gives_the_pixels_unscaled():
     images, labels = numbered(4)
-    images[0] = 0
     images[3] = 255
-    _, (out, _) = one_pass(train_dataset(images, labels, 2, PREPROCESS, None, 0).batches)
+    _, (out, out_labels) = one_pass(train_dataset(images, labels, 2, None, 0).batches)
     assert out.dtype == np.float32
-    assert out.min() == pytest.approx(-1.0) and out.max() == pytest.approx(1.0)
+    np.testing.assert_array_equal(out, images[(out_labels - 100).astype(int)].astype(np.float32))
 
 
 # ---- Augmentation ----------------------------------------------------------------------
@@ -401,7 +393,7 @@ def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch()
     images = rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
     labels = np.arange(40, dtype=np.float32)
     augment = augment_from(rotation_degrees=20, shift_fraction=0.2, horizontal_flip=True)
-    train = train_dataset(images, labels, 4, PREPROCESS, augment, 7)
+    train = train_dataset(images, labels, 4, augment, 7)
     train.epoch.assign(3)
     dataset = train.batches
     first, (first_images, first_labels) = one_pass(dataset)   # ten batches, mapped in parallel
@@ -411,14 +403,14 @@ def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch()
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     # Also from a fresh pipeline (a resumed run) ...
-    resumed = train_dataset(images, labels, 4, PREPROCESS, augment, 7)
+    resumed = train_dataset(images, labels, 4, augment, 7)
     resumed.epoch.assign(3)
     fresh, _ = one_pass(resumed.batches)
     for (x1, _), (x2, _) in zip(first, fresh):
         np.testing.assert_array_equal(x1, x2)
     # ... while the images really are augmented, and differ in another epoch.
     assert sorted(first_labels) == list(range(40))
-    plain = PREPROCESS(images[first_labels.astype(int)].astype(np.float32))
+    plain = images[first_labels.astype(int)].astype(np.float32)
     assert not np.allclose(first_images, plain, atol=1e-3)
     train.epoch.assign(4)
     _, (other_epoch, _) = one_pass(dataset)
@@ -431,7 +423,7 @@ def test_each_training_batch_and_epoch_gets_its_own_augmentation_draws():
     ramp = np.linspace(0, 255, 8).astype(np.uint8)
     images = np.broadcast_to(ramp[None, None, :, None], (16, 8, 8, 3)).copy()
     augment = augment_from(rotation_degrees=0, shift_fraction=0, horizontal_flip=True)
-    train = train_dataset(images, np.zeros(16, np.float32), 1, identity, augment, 0)
+    train = train_dataset(images, np.zeros(16, np.float32), 1, augment, 0)
     dataset = train.batches
     image = images[0].astype(np.float32)
 

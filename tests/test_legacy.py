@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from catsdogs import params as P
-from catsdogs.data import augmentation, train_dataset
-from catsdogs.models import find_base
+from catsdogs.models import find_base, save_model
 from conftest import ROOT, copy_project, dvc, run, tiny_params
 from studies.legacy import legacy, legacy_report
 from studies.legacy import params as LP
@@ -74,6 +73,15 @@ def test_several_legacy_errors_are_listed_in_one_message():
     assert "'legacy.old_setup.validation' is missing" in message
 
 
+@pytest.mark.parametrize("classes", [["cats", "dogs", "birds"], [f"c{i}" for i in range(10)]])
+def test_the_study_refuses_other_than_two_classes_in_one_message(classes):
+    raw = tiny_params(classes=classes)
+    P.parse(raw)  # the main pipeline takes them
+    message = str(pytest.raises(P.ParamError, LP.parse, raw).value)
+    assert message == (f"params.yaml: 'classes' = {classes!r}: studies/legacy reproduces a "
+                       f"two-class setup (one sigmoid unit); run it with two classes")
+
+
 def test_a_missing_legacy_section_is_one_clear_message():
     raw = tiny_params()
     del raw["legacy"]
@@ -99,17 +107,23 @@ def batchnorms(model):
 
 
 def built(variant, size=32):
+    """(the variant's one-phase model, its input scaling layer, raw pixels 0-255)."""
     _, legacy_params = LP.parse(tiny_params())
-    setup = legacy_params.setup(variant)
-    model = legacy.all_layers_model("mobilenet_v2", size, None, setup, seed=0)
+    model = legacy.all_layers_model("mobilenet_v2", size, None, legacy_params.setup(variant),
+                                    seed=0)
     images = np.random.default_rng(0).integers(0, 256, (8, size, size, 3)).astype("float32")
-    preprocess = legacy.input_scaling(setup, "mobilenet_v2")
-    return model, preprocess, preprocess(images)
+    return model, model.get_layer("preprocess"), images
+
+
+def rescales_by_1_255(layer):
+    return isinstance(layer, keras.layers.Rescaling) and layer.get_config()["scale"] == \
+        pytest.approx(1 / 255) and layer.get_config()["offset"] == 0
 
 
 def test_old_setup_trains_batchnorm_on_batch_statistics_from_rescaled_pixels():
-    model, preprocess, x = built("old_setup")
-    assert preprocess is legacy.rescale and 0 <= x.min() and x.max() <= 1
+    model, scaling, x = built("old_setup")
+    assert rescales_by_1_255(scaling) and model.layers[1] is scaling
+    assert 0 <= np.min(scaling(x)) and np.max(scaling(x)) <= 1
     assert all(layer.trainable for layer in batchnorms(model))
     # Batch statistics in training: training and inference outputs differ (no dropout here),
     # and a training-mode call moves the moving averages.
@@ -122,8 +136,8 @@ def test_old_setup_trains_batchnorm_on_batch_statistics_from_rescaled_pixels():
 
 
 def test_frozen_batchnorm_variant_keeps_moving_statistics_and_trains_the_rest():
-    model, preprocess, x = built("b_frozen_batchnorm")
-    assert preprocess is legacy.rescale  # only BatchNorm changed
+    model, scaling, x = built("b_frozen_batchnorm")
+    assert rescales_by_1_255(scaling)  # only BatchNorm changed
     assert not any(layer.trainable for layer in batchnorms(model))
     others = [layer for layer in find_base(model).layers if layer.weights
               and not isinstance(layer, keras.layers.BatchNormalization)]
@@ -136,17 +150,17 @@ def test_frozen_batchnorm_variant_keeps_moving_statistics_and_trains_the_rest():
 
 
 def test_preprocess_input_variant_feeds_the_backbone_its_own_range():
-    _, preprocess, x = built("all_four")
-    assert preprocess is not legacy.rescale and x.min() < 0  # MobileNetV2: [-1, 1]
+    _, scaling, x = built("all_four")
+    assert not rescales_by_1_255(scaling) and np.min(scaling(x)) < 0  # MobileNetV2: [-1, 1]
 
 
-def test_rescale_reaches_the_training_batches():
-    images = np.full((4, 8, 8, 3), 255, "uint8")
-    train = train_dataset(images, np.zeros(4, "float32"), 2, legacy.rescale,
-                          augmentation(P.Augment(rotation_degrees=0.0, shift_fraction=0.0,
-                                                 horizontal_flip=False)), seed=0)
-    batch, _ = next(iter(train.batches))
-    np.testing.assert_allclose(batch, 1.0)
+def test_a_variant_saved_takes_raw_pixels_with_its_scaling_inside(tmp_path):
+    model, _, x = built("old_setup")
+    save_model(model, tmp_path / "old_setup.keras")
+    loaded = keras.models.load_model(tmp_path / "old_setup.keras")  # safe_mode: no code
+    assert rescales_by_1_255(loaded.get_layer("preprocess"))
+    np.testing.assert_allclose(loaded.predict(x.astype("uint8"), verbose=0),
+                               model.predict(x, verbose=0), atol=1e-6)
 
 
 def test_findings_are_written_from_the_numbers():

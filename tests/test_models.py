@@ -1,5 +1,8 @@
-"""Backbones, the head, and the fine-tuning unfreeze (BatchNorm must stay in inference mode)."""
+"""Backbones, the preprocessing inside every model, the head (sigmoid for two classes, softmax
+for more), and the fine-tuning unfreeze (BatchNorm must stay in inference mode)."""
 import json
+import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -10,27 +13,120 @@ import keras
 
 from catsdogs import paths
 from catsdogs.models import (BACKBONES, WeightsUnavailable, build_base, build_classifier,
-                             compile_binary, converted_weights_file, find_base, imagenet_base,
-                             unfreeze_top)
+                             compile_classifier, converted_weights_file, find_base,
+                             imagenet_base, save_model, unfreeze_top)
 from catsdogs.params import BACKBONE_LAYERS
 
 SIZE = 32
+# What each model's preprocess layer must do: the backbone's own function, as Keras gives it.
+PREPROCESS_INPUT = {"mobilenet_v2": keras.applications.mobilenet_v2.preprocess_input,
+                    "mobilenet": keras.applications.mobilenet.preprocess_input,
+                    "efficientnet_b0": keras.applications.efficientnet.preprocess_input}
 
 
 def random_images(n=4, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, size=(n, SIZE, SIZE, 3)).astype("float32")
 
 
+def raw_pixels(n=4, seed=0):
+    """uint8 RGB, as a user's decoded photos are."""
+    return np.random.default_rng(seed).integers(0, 256, (n, SIZE, SIZE, 3), dtype="uint8")
+
+
+def calibrated_batchnorm(model, pixels):
+    """A random-init backbone's features vanish (each ReLU halves their variance: ~1e-13 at
+    the top), so every image gets the same probabilities. BatchNorm statistics taken from
+    `pixels`, as training would take them, make the outputs depend on the image."""
+    base = find_base(model)
+    base.trainable = True  # BatchNorm updates its statistics only when trainable
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0  # this batch's statistics, at once
+    base(model.get_layer("preprocess")(pixels), training=True)
+    base.trainable = False
+
+
 def test_head_is_pooling_dropout_sigmoid_on_a_frozen_base():
-    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1)
-    assert [type(layer).__name__ for layer in model.layers[2:]] == \
+    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1, num_classes=2)
+    assert [type(layer).__name__ for layer in model.layers[3:]] == \
         ["GlobalAveragePooling2D", "Dropout", "Dense"]
     assert model.get_layer("dropout").rate == 0.3
     assert model.output_shape == (None, 1)
-    assert model.get_layer("cat_or_dog").activation.__name__ == "sigmoid"
+    assert model.get_layer("classes").activation.__name__ == "sigmoid"
     assert not find_base(model).trainable
     head_weights = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert head_weights == 1280 + 1  # MobileNetV2's 1280 features -> one unit
+    compile_classifier(model, 1e-3)
+    assert model.loss == "binary_crossentropy"
+
+
+@pytest.mark.parametrize("num_classes", [3, 5])
+def test_more_classes_get_a_softmax_unit_each(num_classes):
+    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1,
+                             num_classes=num_classes)
+    assert model.get_layer("classes").activation.__name__ == "softmax"
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == \
+        (1280 + 1) * num_classes
+    outputs = model.predict(raw_pixels(), verbose=0)
+    assert outputs.shape == (4, num_classes)
+    np.testing.assert_allclose(outputs.sum(axis=1), 1.0, atol=1e-5)
+    compile_classifier(model, 1e-3)
+    assert model.loss == "sparse_categorical_crossentropy"
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_the_model_preprocesses_raw_pixels_as_the_backbone_expects(name):
+    """Every model takes 0-255 pixels: its first layer, `preprocess`, does what the backbone's
+    preprocess_input did outside it, and everything else is fed from it."""
+    model = build_classifier(name, SIZE, None, dropout=0.0, seed=1, num_classes=3)
+    layer = model.get_layer("preprocess")
+    assert model.layers[1] is layer and model.layers[2] is find_base(model)
+    pixels = raw_pixels().astype("float32")
+    expected = PREPROCESS_INPUT[name](pixels.copy())  # (it works in place on arrays)
+    np.testing.assert_allclose(layer(pixels), expected, atol=1e-5)
+    if name != "efficientnet_b0":  # which rescales inside itself (preprocess_input: identity)
+        assert -1 <= np.min(layer(pixels)) < 0 < np.max(layer(pixels)) <= 1
+    # Raw pixels in: the rest of the model gets the layer's output (= preprocess_input's).
+    calibrated_batchnorm(model, pixels)
+    rest = keras.Model(layer.output, model.output)  # "Graph disconnected" if it bypassed it
+    probabilities = model.predict(pixels, verbose=0)
+    np.testing.assert_allclose(rest.predict(layer(pixels), verbose=0), probabilities, atol=1e-6)
+    if name != "efficientnet_b0":  # the control: unscaled pixels give other probabilities
+        assert np.abs(rest.predict(pixels, verbose=0) - probabilities).max() > 0.05
+
+
+# Run by a python that cannot import this project: isolated (-I: no PYTHONPATH, no script or
+# working folder on sys.path), in an empty folder. Plain Keras loads the model (safe_mode).
+LOAD_ELSEWHERE = """
+import importlib.util, sys
+import keras, numpy as np
+assert importlib.util.find_spec("catsdogs") is None, "the project is importable"
+model = keras.models.load_model(sys.argv[1])
+np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+"""
+
+
+@pytest.mark.parametrize("name, num_classes", [("mobilenet_v2", 2), ("mobilenet", 3),
+                                               ("efficientnet_b0", 5)])
+def test_a_saved_model_gives_the_same_probabilities_on_raw_pixels_without_this_project(
+        tmp_path, name, num_classes):
+    keras.utils.set_random_seed(2)
+    model = build_classifier(name, SIZE, None, dropout=0.3, seed=1, num_classes=num_classes)
+    pixels = raw_pixels(6, seed=3)
+    calibrated_batchnorm(model, pixels)
+    assert np.ptp(model.predict(pixels, verbose=0), axis=0).max() > 0.01  # so it can fail
+    save_model(model, tmp_path / "model" / "final.keras")
+    np.save(tmp_path / "pixels.npy", pixels)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-I", "-c", LOAD_ELSEWHERE,
+                             str(tmp_path / "model" / "final.keras"), str(tmp_path / "pixels.npy"),
+                             str(tmp_path / "outputs.npy")],
+                            cwd=elsewhere, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = np.load(tmp_path / "outputs.npy")
+    assert outputs.shape == (6, 1 if num_classes == 2 else num_classes)
+    np.testing.assert_allclose(outputs, model.predict(pixels, verbose=0), atol=1e-6)
 
 
 def test_unfreeze_top_trains_only_the_last_layers_and_never_batchnorm():
@@ -64,7 +160,7 @@ def test_unfreeze_top_rejects_counts_outside_the_base(count):
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_backbone_builds_headless_with_random_weights(name):
-    model = build_classifier(name, SIZE, None, dropout=0.3, seed=1)
+    model = build_classifier(name, SIZE, None, dropout=0.3, seed=1, num_classes=2)
     assert model.predict(random_images(2), verbose=0).shape == (2, 1)
 
 
@@ -140,9 +236,9 @@ def config_objects(node):
 
 
 def test_a_fine_tuned_classifier_saves_as_keras_without_code_and_loads_in_safe_mode(tmp_path):
-    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1)
+    model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1, num_classes=2)
     unfreeze_top(find_base(model), 20)
-    compile_binary(model, 1e-3)
+    compile_classifier(model, 1e-3)
     labels = np.array([0, 1] * 4, dtype="float32")
     model.fit(random_images(8), labels, epochs=1, batch_size=8, verbose=0)
     path = tmp_path / "model.keras"
@@ -190,7 +286,7 @@ def test_a_saved_model_is_byte_for_byte_the_same_when_saved_again(tmp_path):
     def build():  # a new model, as in another run: same names, new memory addresses
         keras.backend.clear_session()
         keras.utils.set_random_seed(1)
-        return build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1)
+        return build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1, num_classes=2)
 
     model = build()
     save_model(model, tmp_path / "a" / "model.keras")

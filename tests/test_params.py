@@ -59,8 +59,10 @@ FIELD_RULES = [
     ("model.backbone", "resnet50", BACKBONE_CHOICES),
     ("model.image_size", 16, "greater than or equal to 32"),
     ("classes", ["cats"], "at least 2 items"),
-    ("classes", ["cats", "dogs", "birds"], "at most 2 items"),
+    ("classes", [f"c{i}" for i in range(P.MAX_CLASSES + 1)], f"at most {P.MAX_CLASSES} items"),
     ("classes", ["cats", "cats"], "distinct"),
+    ("train.class_weight", "balance", "'balanced'"),
+    ("train.class_weight", True, "'balanced'"),
     ("compare.backbones", ["mobilenet", "mobilenet"], "distinct"),
 ]
 
@@ -254,6 +256,33 @@ def test_class_names_that_look_like_other_things_are_accepted_as_text(classes):
     raw = committed()
     raw["classes"] = classes
     assert P.parse(raw).classes == classes
+
+
+@pytest.mark.parametrize("count", [2, 3, 10, P.MAX_CLASSES])
+def test_two_to_max_classes_are_accepted(count):
+    raw = committed()
+    raw["classes"] = [f"class {i}" for i in range(count)]
+    assert P.parse(raw).classes == raw["classes"]
+
+
+@pytest.mark.parametrize("classes, first, second", [
+    (["Cats", "dogs", "cats"], "Cats", "cats"),
+    (["straße", "dogs", "STRASSE"], "straße", "STRASSE"),   # casefold, not lower()
+])
+def test_class_names_that_differ_only_in_case_are_refused_naming_both(classes, first, second):
+    raw = committed()
+    raw["classes"] = classes
+    message = param_error(raw)
+    assert f"{first!r} and {second!r} differ only in case" in message
+    assert message.count("differ only in case") == 1 and "\n" not in message
+
+
+def test_class_weight_is_required_and_off_in_the_committed_params():
+    assert P.parse(committed()).train.class_weight is None
+    assert P.parse(with_value("train.class_weight", "balanced")).train.class_weight == "balanced"
+    raw = committed()
+    del raw["train"]["class_weight"]
+    assert "'train.class_weight' is missing" in param_error(raw)
 
 
 def test_yaml_keywords_as_class_names_need_quotes_and_then_stay_text(tmp_path):

@@ -16,7 +16,8 @@ from catsdogs import params as P
 from catsdogs import paths
 from catsdogs.data import augmentation, eval_split, train_dataset
 from catsdogs.decoded import load_decoded, save_decoded
-from catsdogs.models import BACKBONES, build_classifier, compile_binary, find_base, seed_everything
+from catsdogs.models import (BACKBONES, build_classifier, compile_classifier, find_base,
+                             seed_everything)
 from catsdogs.training import fit
 from conftest import decode_files
 
@@ -63,17 +64,16 @@ def test_frozen_head_on_imagenet_features_separates_real_cats_and_dogs(
             frame = extract_subset(archive, source_split, PER_CLASS[split], tmp_path / "images")
             save_decoded(split, decode_files(frame["path"], SIZE), frame["label"])
 
-    preprocess = BACKBONES[BACKBONE].preprocess
     seed = p.train.seed
     seed_everything(seed)
-    val = eval_split("val", p.train.batch_size, preprocess)
+    val = eval_split("val", p.train.batch_size)
     val_labels = val[1]
     assert len(val_labels) == 2 * PER_CLASS["val"]
-    model = build_classifier(BACKBONE, SIZE, "imagenet", p.train_head.dropout, seed)
+    model = build_classifier(BACKBONE, SIZE, "imagenet", p.train_head.dropout, seed, 2)
     assert not find_base(model).trainable
-    compile_binary(model, p.train_head.learning_rate)
+    compile_classifier(model, p.train_head.learning_rate)
     augment = augmentation(p.augment)
-    train = train_dataset(*load_decoded("train"), p.train.batch_size, preprocess, augment, seed)
+    train = train_dataset(*load_decoded("train"), p.train.batch_size, augment, seed)
     assert train.images == 2 * PER_CLASS["train"]
     # A relative live dir, as the stages use (training keeps backups under .backups/<live dir>).
     summary = fit(model, train, val, EPOCHS, seed, "live")

@@ -1,16 +1,17 @@
 """Stage split: seeded, stratified, disjoint; test = the validation folder."""
+import json
+
 import pandas as pd
 import pytest
 
-from catsdogs import params as P
 from stages import split
 
 MANIFEST_COLUMNS = ["path", "class", "split", "sha256"]
 
 
-def write_manifest(directory, per_class=50, test_per_class=10):
+def write_manifest(directory, per_class=50, test_per_class=10, classes=("cats", "dogs")):
     rows = []
-    for class_name in ("cats", "dogs"):
+    for class_name in classes:
         for source_split, count in (("train", per_class), ("validation", test_per_class)):
             for i in range(count):
                 path = f"data/raw/{source_split}/{class_name}/{class_name}.{i}.jpg"
@@ -64,8 +65,20 @@ def test_a_fraction_that_empties_a_split_is_refused(tmp_path, run_split):
         run_split(val_fraction=0.1)
 
 
-def test_more_than_two_classes_are_refused_by_the_binary_classifier(tmp_path, run_split):
-    write_manifest(tmp_path)
-    with pytest.raises(P.ParamError, match="'classes'"):
-        run_split(classes=("cats", "dogs", "birds"))
-    assert not (tmp_path / "data/split").exists()  # refused before anything is written
+def test_more_classes_are_split_per_class_and_counted_per_split_and_class(tmp_path, run_split):
+    classes = ("dogs", "birds", "cats")
+    write_manifest(tmp_path, per_class=20, test_per_class=5, classes=classes)
+    # An imbalanced class: fewer birds, still a fifth of them in val.
+    manifest = tmp_path / "data/validated/manifest.csv"
+    rows = pd.read_csv(manifest)
+    rows.drop(rows[(rows["class"] == "birds") & (rows["split"] == "train")].index[10:]).to_csv(
+        manifest, index=False)
+    splits = run_split(classes=classes)
+    labels = {"birds": 0, "cats": 1, "dogs": 2}  # the sorted names
+    for frame in splits.values():
+        assert (frame["label"] == frame["class"].map(labels)).all()
+    assert splits["val"]["class"].value_counts().to_dict() == {"birds": 2, "cats": 4, "dogs": 4}
+    metrics = json.loads((tmp_path / "reports/split/metrics.json").read_text())
+    assert metrics == {"train_images": 40, "train_birds": 8, "train_cats": 16, "train_dogs": 16,
+                       "val_images": 10, "val_birds": 2, "val_cats": 4, "val_dogs": 4,
+                       "test_images": 15, "test_birds": 5, "test_cats": 5, "test_dogs": 5}

@@ -1,6 +1,7 @@
-"""Stage train_head on tiny decoded data (32 px, random weights): what it saves and logs, and
-resume after an interruption (catsdogs.resume.EpochBackup), which must end exactly as a
-straight run would, and only ever from a backup of the same run."""
+"""Stage train_head on tiny decoded data (32 px, random weights): what it saves and logs (two
+classes: one sigmoid unit; more: a softmax, optionally class-weighted), and resume after an
+interruption (catsdogs.resume.EpochBackup), which must end exactly as a straight run would,
+and only ever from a backup of the same run."""
 import json
 
 import keras
@@ -14,7 +15,8 @@ from catsdogs import paths
 from catsdogs.decoded import save_decoded
 from catsdogs.models import build_classifier, find_base, seed_everything
 from catsdogs.resume import EpochBackup
-from conftest import decode_files, make_dataset, tiny_params
+from catsdogs.training import class_weights
+from conftest import class_tints, decode_files, make_dataset, tiny_params
 
 EPOCHS = 3
 OTHER_LEARNING_RATE = 0.01   # the committed train_head.learning_rate is 0.001
@@ -23,17 +25,24 @@ BACKUP = paths.BACKUPS / "reports_train_head"   # EpochBackup's folder for paths
 TIMING = paths.TIMING / "reports_train_head.json"  # training.fit's wall times for it
 
 
-@pytest.fixture(scope="module")
-def decoded(tmp_path_factory):
-    """{split: (images, labels)} of a tiny tinted dataset, decoded at the tiny params' size."""
-    root = make_dataset(tmp_path_factory.mktemp("images"),
-                        per_class={"train": 12, "validation": 4})
+def decode_dataset(root):
+    """{split: (images, labels)} of a dataset folder, decoded at the tiny params' size;
+    labels: the index of the class folder among the sorted class names."""
     size = tiny_params()["model"]["image_size"]
     arrays = {}
     for split, folder in (("train", "train"), ("val", "validation")):
-        files = sorted(str(path) for path in (root / folder).rglob("*.jpg"))
-        arrays[split] = decode_files(files, size), [float("/dogs/" in f) for f in files]
+        files = sorted((root / folder).rglob("*.jpg"))
+        classes = sorted({file.parent.name for file in files})
+        arrays[split] = (decode_files(files, size),
+                         [float(classes.index(file.parent.name)) for file in files])
     return arrays
+
+
+@pytest.fixture(scope="module")
+def decoded(tmp_path_factory):
+    """{split: (images, labels)} of a tiny tinted dataset of cats and dogs."""
+    return decode_dataset(make_dataset(tmp_path_factory.mktemp("images"),
+                                       per_class={"train": 12, "validation": 4}))
 
 
 def prepare(directory, monkeypatch, write_params, decoded, **changes):
@@ -112,10 +121,10 @@ def test_the_stage_saves_a_head_trained_on_a_frozen_base_and_logs_every_epoch(
     seed_everything(train["seed"])
     weights = paths.pretrained_weights(model_params["backbone"], model_params["image_size"])
     built = build_classifier(model_params["backbone"], model_params["image_size"], weights,
-                             raw["train_head"]["dropout"], train["seed"])
+                             raw["train_head"]["dropout"], train["seed"], num_classes=2)
     assert_same_weights(base.get_weights(), find_base(built).get_weights())
     assert any(not np.array_equal(a, b) for a, b in zip(
-        model.get_layer("cat_or_dog").get_weights(), built.get_layer("cat_or_dog").get_weights()))
+        model.get_layer("classes").get_weights(), built.get_layer("classes").get_weights()))
 
     summary = json.loads((paths.HEAD_LIVE / "metrics.json").read_text())
     assert summary["step"] == 2 - 1
@@ -182,3 +191,58 @@ def test_a_backup_of_a_run_with_other_params_is_not_used(
     for name in TSVS:
         pd.testing.assert_frame_equal(histories[name], straight_histories[name], check_exact=True)
     assert not BACKUP.exists()
+
+
+def test_more_classes_train_a_softmax_head_with_a_probability_per_class(
+        tmp_path, monkeypatch, write_params, multiclass_dataset):
+    root, classes = multiclass_dataset
+    arrays = decode_dataset(root)
+    prepare(tmp_path, monkeypatch, write_params, arrays, classes=classes)
+    stages.train_head.main()
+
+    model = keras.models.load_model(paths.HEAD_MODEL)
+    assert model.get_layer("classes").activation.__name__ == "softmax"
+    assert model.loss == "sparse_categorical_crossentropy"
+    images, labels = arrays["val"]
+    assert sorted(set(labels)) == list(range(len(classes)))  # every class in the data
+    probabilities = model.predict(images, verbose=0)  # uint8 pixels, as decoded
+    assert probabilities.shape == (len(images), len(classes))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    summary = json.loads((paths.HEAD_LIVE / "metrics.json").read_text())
+    assert summary["params_trainable"] == (1280 + 1) * len(classes)
+    assert 0 <= summary["eval"]["accuracy"] <= 1 and summary["train"]["loss"] > 0
+
+
+def test_class_weights_balanced_weigh_each_class_by_its_rarity():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2], "float32")  # as decoded: float labels
+    assert class_weights(None, labels, 3) is None
+    assert class_weights("balanced", labels, 3) == {0: 8 / 12, 1: 8 / 6, 2: 8 / 6}
+    # Each class's weights add up to the same total: n / K.
+    weights = class_weights("balanced", labels, 3)
+    assert [weights[k] * np.sum(labels == k) for k in weights] == pytest.approx([8 / 3] * 3)
+    assert class_weights("balanced", [0.0, 1.0, 1.0, 1.0], 2) == {0: 2.0, 1: 2 / 3}
+    assert class_weights("balanced", [0.0, 0.0, 2.0], 3) == {0: 0.5, 2: 1.0}  # no 1s: unused
+
+
+def test_balanced_class_weights_keep_a_rare_class_from_falling_behind(
+        tmp_path, monkeypatch, write_params, capsys):
+    root = make_dataset(tmp_path / "images", per_class={"train": 12, "validation": 4},
+                        tints=class_tints(3))
+    for rare in sorted((root / "train" / "class2").glob("*.jpg"))[3:]:
+        rare.unlink()  # class2: 3 training images of 27
+    arrays = decode_dataset(root)
+    biases = {}
+    for class_weight in (None, "balanced"):
+        prepare(tmp_path / str(class_weight), monkeypatch, write_params, arrays,
+                classes=["class0", "class1", "class2"], train__class_weight=class_weight)
+        capsys.readouterr()
+        stages.train_head.main()
+        output = capsys.readouterr().out
+        biases[class_weight] = keras.models.load_model(paths.HEAD_MODEL).get_layer(
+            "classes").get_weights()[1]
+    assert "class weights (label: weight) {0: 0.75, 1: 0.75, 2: 3.0}" in output
+    # Random weights give features near 0 at 32 px: the head learns its biases, the classes'
+    # priors. Unweighted the rare class falls behind; balanced, each class weighs alike.
+    behind = {key: bias[:2].mean() - bias[2] for key, bias in biases.items()}
+    assert behind[None] > 0.002
+    assert behind["balanced"] < behind[None] / 2

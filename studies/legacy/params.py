@@ -101,6 +101,9 @@ def check(section):
 def parse(raw):
     """(the core's checked params, the checked legacy section) of a params.yaml mapping."""
     p = params.parse(raw)
+    if len(p.classes) != 2:
+        raise ParamError(f"params.yaml: 'classes' = {p.classes!r}: studies/legacy reproduces "
+                         f"a two-class setup (one sigmoid unit); run it with two classes")
     return p, check(p.legacy)
 
 
