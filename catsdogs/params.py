@@ -1,5 +1,6 @@
 """params.yaml, checked up front by a pydantic schema: every stage starts with `load()`, so a
 bad value stops the run with one message (key, value, what is allowed) before heavy work."""
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -39,10 +40,15 @@ def _distinct_folders(names):
 
 
 def _folder_name(name):
-    # A class name is a folder name under data/raw/<split>/ and a CSV value read back as text.
-    if name != name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ValueError("must be a plain folder name: no /, \\ or NUL, not . or .., "
-                         "no spaces at either end")
+    # A class name is a folder name under data/raw/<split>/, a CSV value read back as text
+    # and one line of the artifact's labels.txt: no control characters (newline, tab, ...).
+    if name != name.strip() or name in (".", "..") or any(c in name for c in "/\\") or \
+            any(unicodedata.category(c) == "Cc" for c in name):
+        raise ValueError("must be a plain folder name: no /, \\ or control characters "
+                         "(newline, tab, NUL), not . or .., no spaces at either end")
+    if name == "images":  # reports/split/metrics.json: <split>_images beside <split>_<class>
+        raise ValueError("'images' is taken: the split's metrics count <split>_images; "
+                         "rename the folder")
     if len(name.encode()) > 255:
         raise ValueError("is longer than a folder name may be (255 bytes)")
     return name

@@ -178,7 +178,7 @@ def at_least(minimum, kind):
 
 
 def arguments(argv):
-    parser = argparse.ArgumentParser(prog="catsdogs-predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="catsdogs-predict", description=__doc__.split(": from")[0] + ".")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     parser.add_argument("--model", default=str(paths.EXPORT),
                         help=f"the artifact folder (default: {paths.EXPORT}, the project's), "

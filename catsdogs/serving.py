@@ -1,7 +1,6 @@
-"""The artifact (models/export/): the .keras model (RGB 0-255 in, its preprocessing inside),
-classifier.json and labels.txt naming its classes, a SavedModel and two TFLite models; and
-one loader for every format, each classifier answering (N, K) probabilities."""
-import hashlib
+"""Reading the artifact (models/export/, which stage export writes): classifier.json naming
+the classes, and one loader for every format in it (.keras, SavedModel, TFLite), each
+classifier answering (N, K) probabilities of RGB 0-255 images."""
 import json
 import os
 import warnings
@@ -11,10 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import fingerprint_pb2
 
 from catsdogs import paths
-from catsdogs.data import decode_image, resize
 from catsdogs.evaluation import class_probabilities, predicted
 
 PIXELS_ENDPOINT, BYTES_ENDPOINT, RESIZED_ENDPOINT = "serve", "serve_bytes", "resized"
@@ -28,17 +25,6 @@ class BadModel(ValueError):
 
 # tf.lite.Interpreter warns on every use that it moves to ai_edge_litert (not a requirement).
 warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")
-
-
-def describe(model, backbone, classes, threshold, model_file):
-    """classifier.json: what a user needs beside the model file. No git commit or date: the
-    bytes change only with the model (dvc.lock compares them); MODEL_CARD.md has those."""
-    softmax = model.output_shape[-1] > 1
-    return {"classes": list(classes), "image_size": int(model.input_shape[1]),
-            "backbone": backbone, "output": "softmax" if softmax else "sigmoid",
-            "threshold": None if len(classes) > 2 else threshold, "input": INPUT,
-            "weights": {"file": model_file.name,
-                        "sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}}
 
 
 def read_description(folder):
@@ -59,81 +45,6 @@ def read_description(folder):
         raise BadModel(f"{file}: needs classes (2 or more names), image_size (pixels) and, "
                        f"for 2 classes, a threshold")
     return description
-
-
-def export_saved_model(model, description, path):
-    """A model taking RGB 0-255 as a SavedModel of three endpoints; same model, same bytes."""
-    classes, size, threshold = (description[key] for key in ("classes", "image_size",
-                                                               "threshold"))
-
-    def resized(images):  # (the graph's function names come from these functions' names)
-        outputs = model(tf.cast(images, tf.float32), training=False)
-        if outputs.shape[-1] == 1:  # one sigmoid unit: p(second class), as class_probabilities
-            outputs = tf.concat([1 - outputs, outputs], axis=1)
-        return {"probabilities": outputs}
-
-    def named(images):  # as evaluation.predicted: two classes by the threshold, else arg-max
-        probabilities = resized(images)["probabilities"]
-        label = (tf.cast(probabilities[:, 1] >= threshold, tf.int32) if len(classes) == 2
-                 else tf.argmax(probabilities, axis=1, output_type=tf.int32))
-        return {"class": tf.gather(tf.constant(classes), label), "probabilities": probabilities}
-
-    def any_size(images):
-        return named(resize(images, size))
-
-    def encoded(images):
-        return named(tf.map_fn(lambda data: decode_image(data, size), images,
-                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8)))
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    # The first endpoint is also `serving_default`, what TF Serving calls.
-    for name, function, spec in [
-            (PIXELS_ENDPOINT, any_size, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
-            (BYTES_ENDPOINT, encoded, tf.TensorSpec([None], tf.string, "images")),
-            (RESIZED_ENDPOINT, resized, tf.TensorSpec([None, size, size, 3], tf.uint8, "images"))]:
-        archive.add_endpoint(name, function, input_signature=[spec])
-    _in_name_order(archive)
-    archive.write_out(str(path), verbose=False)
-    # Drop the fingerprint's random uuid; its graph and checkpoint hashes stay for reloads.
-    fingerprint_file = Path(path) / "fingerprint.pb"
-    fingerprint = fingerprint_pb2.FingerprintDef.FromString(fingerprint_file.read_bytes())
-    fingerprint.ClearField("uuid")
-    fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
-
-
-def _in_name_order(archive):
-    """Sort the variables by name before Keras writes: its order, and the bytes, vary by run."""
-    list_variables = archive._filter_and_track_resources
-
-    def listed_in_name_order():
-        list_variables()
-        trackable = archive._tf_trackable
-        trackable._all_variables = sorted(trackable._all_variables, key=lambda v: v.name)
-    archive._filter_and_track_resources = listed_in_name_order
-
-
-def convert_tflite(saved_model, representative_images=None):
-    """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); representative_images
-    (uint8 squares, calibrating ranges) make it int8: uint8 pixels in, probabilities out in
-    1/256 steps."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=[RESIZED_ENDPOINT])
-    if representative_images is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([im[None]] for im in representative_images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-    return converter.convert()
-
-
-def size_bytes(path):
-    """A file's size, or a folder's (every file below it)."""
-    path = Path(path)
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size
 
 
 def one_line(error, limit=300):

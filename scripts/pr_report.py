@@ -22,6 +22,7 @@ DEFAULT_PLOTS = [
     "reports/evaluate/roc.png",
     "reports/evaluate/confusion_matrix.png",
     "reports/evaluate/misclassified.png",
+    "reports/evaluate/calibration.png",
     "reports/compare/compare.png",
 ]
 # dvc.yaml's top-level plots of the dvclive TSVs: one line per file, x and y named there.

@@ -3,13 +3,19 @@ models/final.keras as model.keras, classifier.json and labels.txt (its classes),
 and TFLite float32 and int8 models, each scored on the decoded test images beside the Keras
 model (so a difference is the conversion's alone). The backbone and image size are the
 model's own: params that moved on since training stop the stage before anything is removed."""
+import hashlib
 import json
 import shutil
 import time
+from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import fingerprint_pb2
 
 from catsdogs import params, paths, serving
+from catsdogs.data import decode_image, resize
 from catsdogs.decoded import load_decoded
 from catsdogs.evaluation import calibration, predicted
 from catsdogs.files import replaced, require
@@ -86,14 +92,14 @@ def write_artifact(model, backbone, classes, threshold, folder, representative_i
     """model.keras, classifier.json, labels.txt, the SavedModel, then both TFLite models."""
     model_file = folder / paths.EXPORT_MODEL.name
     shutil.copyfile(paths.FINAL_MODEL, model_file)
-    description = serving.describe(model, backbone, classes, threshold, model_file)
+    description = describe(model, backbone, classes, threshold, model_file)
     (folder / paths.DESCRIPTION.name).write_text(json.dumps(description, indent=2) + "\n")
     (folder / paths.LABELS.name).write_text("".join(f"{name}\n" for name in classes))
     saved_model = folder / paths.SAVED_MODEL.name
-    serving.export_saved_model(model, description, saved_model)
-    (folder / paths.TFLITE_FLOAT32.name).write_bytes(serving.convert_tflite(saved_model))
+    export_saved_model(model, description, saved_model)
+    (folder / paths.TFLITE_FLOAT32.name).write_bytes(convert_tflite(saved_model))
     (folder / paths.TFLITE_INT8.name).write_bytes(
-        serving.convert_tflite(saved_model, representative_images))
+        convert_tflite(saved_model, representative_images))
 
 
 def format_metrics(probabilities, keras_probabilities, labels, threshold, path):
@@ -105,7 +111,7 @@ def format_metrics(probabilities, keras_probabilities, labels, threshold, path):
             "max_probability_difference": float(np.max(np.abs(probabilities -
                                                               keras_probabilities))),
             "ece": calibration(labels, probabilities, threshold)["ece"],
-            "size_bytes": serving.size_bytes(path)}
+            "size_bytes": size_bytes(path)}
 
 
 def int8_goals(metrics, knobs):
@@ -132,6 +138,92 @@ def measure(classifier, images, batch_size, latency_runs):
         latencies.append(time.perf_counter() - start)
     return probabilities, {"latency_ms_median": round(1000 * float(np.median(latencies)), 2),
                            "batch_images_per_second": round(len(images) / batch_seconds, 1)}
+
+
+def describe(model, backbone, classes, threshold, model_file):
+    """classifier.json: what a user needs beside the model file. No git commit or date: the
+    bytes change only with the model (dvc.lock compares them); MODEL_CARD.md has those."""
+    softmax = model.output_shape[-1] > 1
+    return {"classes": list(classes), "image_size": int(model.input_shape[1]),
+            "backbone": backbone, "output": "softmax" if softmax else "sigmoid",
+            "threshold": None if len(classes) > 2 else threshold, "input": serving.INPUT,
+            "weights": {"file": model_file.name,
+                        "sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}}
+
+
+def export_saved_model(model, description, path):
+    """A model taking RGB 0-255 as a SavedModel of three endpoints; same model, same bytes."""
+    classes, size, threshold = (description[key] for key in ("classes", "image_size",
+                                                               "threshold"))
+
+    def resized(images):  # (the graph's function names come from these functions' names)
+        outputs = model(tf.cast(images, tf.float32), training=False)
+        if outputs.shape[-1] == 1:  # one sigmoid unit: p(second class), as class_probabilities
+            outputs = tf.concat([1 - outputs, outputs], axis=1)
+        return {"probabilities": outputs}
+
+    def named(images):  # as evaluation.predicted: two classes by the threshold, else arg-max
+        probabilities = resized(images)["probabilities"]
+        label = (tf.cast(probabilities[:, 1] >= threshold, tf.int32) if len(classes) == 2
+                 else tf.argmax(probabilities, axis=1, output_type=tf.int32))
+        return {"class": tf.gather(tf.constant(classes), label), "probabilities": probabilities}
+
+    def any_size(images):
+        return named(resize(images, size))
+
+    def encoded(images):
+        return named(tf.map_fn(lambda data: decode_image(data, size), images,
+                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8)))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # The first endpoint is also `serving_default`, what TF Serving calls.
+    for name, function, spec in [
+            (serving.PIXELS_ENDPOINT, any_size, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
+            (serving.BYTES_ENDPOINT, encoded, tf.TensorSpec([None], tf.string, "images")),
+            (serving.RESIZED_ENDPOINT, resized, tf.TensorSpec([None, size, size, 3], tf.uint8, "images"))]:
+        archive.add_endpoint(name, function, input_signature=[spec])
+    _in_name_order(archive)
+    archive.write_out(str(path), verbose=False)
+    # Drop the fingerprint's random uuid; its graph and checkpoint hashes stay for reloads.
+    fingerprint_file = Path(path) / "fingerprint.pb"
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString(fingerprint_file.read_bytes())
+    fingerprint.ClearField("uuid")
+    fingerprint_file.write_bytes(fingerprint.SerializeToString(deterministic=True))
+
+
+def _in_name_order(archive):
+    """Sort the variables by name before Keras writes: its order, and the bytes, vary by run."""
+    list_variables = archive._filter_and_track_resources
+
+    def listed_in_name_order():
+        list_variables()
+        trackable = archive._tf_trackable
+        trackable._all_variables = sorted(trackable._all_variables, key=lambda v: v.name)
+    archive._filter_and_track_resources = listed_in_name_order
+
+
+def convert_tflite(saved_model, representative_images=None):
+    """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); representative_images
+    (uint8 squares, calibrating ranges) make it int8: uint8 pixels in, probabilities out in
+    1/256 steps."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
+                                                         signature_keys=[serving.RESIZED_ENDPOINT])
+    if representative_images is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([im[None]] for im in representative_images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return converter.convert()
+
+
+def size_bytes(path):
+    """A file's size, or a folder's (every file below it)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 if __name__ == "__main__":

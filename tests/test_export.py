@@ -238,7 +238,7 @@ def test_metrics_hold_accuracy_agreement_calibration_and_size_per_format(in_proj
                                             predicted(keras_p, threshold)),
             "max_probability_difference": np.max(np.abs(p - keras_p)),
             "ece": calibration(labels, p, threshold)["ece"],
-            "size_bytes": serving.size_bytes(paths.EXPORT / file)}, abs=1e-6), name
+            "size_bytes": stages.export.size_bytes(paths.EXPORT / file)}, abs=1e-6), name
     assert metrics["keras"]["agreement_with_keras"] == 1
     assert metrics["tflite_float32"]["max_probability_difference"] < FLOAT_TOLERANCE
     goals = metrics["int8_goals"]

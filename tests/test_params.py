@@ -239,6 +239,11 @@ def test_a_quoted_number_is_refused_saying_to_drop_the_quotes(key, value):
     (["../x", "dogs"], "must be a plain folder name"),
     (["a/b", "dogs"], "must be a plain folder name"),
     (["cats ", "dogs"], "must be a plain folder name"),
+    (["big\ncats", "dogs"], "control characters"),     # labels.txt holds one name per line
+    (["cats\tbig", "dogs"], "control characters"),
+    (["cats\x00", "dogs"], "control characters"),
+    (["cats\x7f", "dogs"], "control characters"),
+    (["images", "dogs"], "'images' is taken"),
     (["x" * 256, "dogs"], "longer than a folder name may be"),
     ([True, "dogs"], "put the value in quotes"),
     ([1, "dogs"], "put the value in quotes"),

@@ -1,13 +1,15 @@
 """End to end: `dvc repro` on tiny data in a temporary copy of the project."""
+import io
 import json
 import shutil
+import subprocess
 import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, dvc, run
+from conftest import ROOT, dvc, make_project, project_env, run
 
 STAGES = ["fetch", "validate", "split", "decode", "pretrained",
           "pretrained_compare@efficientnet_b0", "baseline", "train_head", "finetune",
@@ -20,6 +22,8 @@ OUTPUTS = ["data/raw/train/cats", "data/validated/manifest.csv", "data/split/tes
            "reports/validate/gx_result.json", "reports/evaluate/metrics.json",
            "reports/evaluate/learning_curves.png", "reports/evaluate/roc.png",
            "reports/evaluate/confusion_matrix.png", "reports/evaluate/misclassified.png",
+           "reports/evaluate/per_class.csv", "reports/evaluate/calibration.json",
+           "reports/evaluate/calibration.png", "models/export/labels.txt",
            "reports/compare/compare.md", "reports/compare/runs/efficientnet_b0/metrics.json"]
 
 
@@ -89,3 +93,38 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(reproduced
     assert changed == ""
     assert dvc(project, "metrics", "diff").strip() == ""
     run([sys.executable, "scripts/readme_results.py", "--check"], project)
+
+
+def test_more_classes_run_end_to_end_through_dvc_repro_and_predict(multiclass_dataset, tmp_path,
+                                                                   write_params):
+    """3, then 5 classes: fetch to export through `dvc repro`, then the installed command's
+    code classifies the test folder from another directory with the artifact alone."""
+    dataset, classes = multiclass_dataset
+    project = make_project(tmp_path / "project", dataset, write_params)
+    write_params(project, dataset, classes=classes, compare__backbones=["mobilenet"])
+    dvc(project, "repro")
+    assert "up to date" in dvc(project, "status", "dvc.yaml")
+
+    metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
+    assert {"accuracy", "macro_f1", "roc_auc", "ece"} <= set(metrics["final"]["test"])
+    assert "precision" not in metrics["final"]["test"]  # per class, in per_class.csv
+    per_class = pd.read_csv(project / "reports/evaluate/per_class.csv", dtype={"class": str})
+    assert sorted(per_class[per_class["model"] == "final"]["class"]) == classes
+    test = pd.read_csv(project / "reports/evaluate/test_predictions.csv", dtype=str)
+    assert set(test["final_predicted"]) <= set(classes) and set(test["class"]) == set(classes)
+    compared = json.loads((project / "reports/compare/metrics.json").read_text())
+    assert "mobilenet" in compared
+    artifact = project / "models/export"
+    assert (artifact / "labels.txt").read_text().splitlines() == classes
+    assert json.loads((artifact / "classifier.json").read_text())["classes"] == classes
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "catsdogs.predict", "--model", str(artifact),
+                             "--format", "csv", str(dataset / "validation")], cwd=elsewhere,
+                            env=project_env(project), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    predicted = pd.read_csv(io.StringIO(result.stdout), dtype={"class": str})
+    assert len(predicted) == len(test) and set(predicted["class"]) <= set(classes)
+    assert [f"p_{name}" for name in classes] == [c for c in predicted if c.startswith("p_")]

@@ -179,6 +179,6 @@ def test_the_caps_are_flags_with_stated_defaults(capsys):
     with pytest.raises(SystemExit):
         predict.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert f"--max-file-mb MAX_FILE_MB larger files are not read (default: 64)" in help_text
+    assert "--max-file-mb MAX_FILE_MB larger files are not read (default: 64)" in help_text
     assert "--max-pixels MAX_PIXELS images declaring more are not decoded (default: " \
            "40,000,000)" in help_text
