@@ -58,14 +58,19 @@ class DecodedImages:
 
     def __init__(self, file):
         self.file = Path(file)
-        with open(self.file, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran_order, dtype = read_header(f)  # no pickle: a header is a literal
-            self.offset = f.tell()
-        if dtype != np.uint8 or fortran_order or len(shape) != 4:
-            raise ValueError(f"{self.file}: {dtype} {shape} is not uint8 N x S x S x 3")
+        try:  # empty, text, truncated or pickled (an object array, never unpickled): named
+            with open(self.file, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran_order, dtype = read_header(f)  # no pickle: a header is a literal
+                self.offset, size = f.tell(), os.fstat(f.fileno()).st_size
+            if dtype != np.uint8 or fortran_order or len(shape) != 4:
+                raise ValueError(f"{dtype} {shape} is not uint8 N x S x S x 3")
+            if size < self.offset + math.prod(shape):
+                raise ValueError(f"{size:,} bytes, too few for its header's {shape} array")
+        except ValueError as error:
+            raise ValueError(f"{self.file}: {error}") from None
         self.shape, self.dtype = shape, np.dtype(np.uint8)
         self.row_bytes = math.prod(shape[1:])
 

@@ -48,15 +48,21 @@ def converted_weights_file(name):
 
 
 def imagenet_base(name, image_size):
-    """(headless backbone, its weights file): Keras' official ImageNet file, else the converted."""
+    """(headless backbone, its weights file): Keras' official ImageNet file, else the converted.
+    A file that does not load (truncated, another backbone's, garbage) stops it, named."""
     spec = BACKBONES[name]
     official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
+
+    def damaged(file, error, remedy):
+        return WeightsUnavailable(f"ImageNet weights for {name} at {image_size}px: {file} is "
+                                  f"damaged or not {name}'s ({str(error).splitlines()[0]}); "
+                                  f"{remedy}")
     try:
         return spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
                                 weights="imagenet"), official
     except Exception as error:  # Keras raises a bare Exception when the download fails
         if "fetch failure" not in str(error):
-            raise
+            raise damaged(official, error, "delete it; Keras downloads it again") from None
         official_error = error
     converted = converted_weights_file(name)
     if not converted.is_file():
@@ -65,7 +71,10 @@ def imagenet_base(name, image_size):
             f"cached at {official} and could not be downloaded ({official_error}), and there "
             f"is no converted file at {converted}. Copy either file there (see README, "
             f"'Offline weights'), or set KERAS_HOME to a cache that holds one.")
-    return build_base(name, image_size, converted), converted
+    try:
+        return build_base(name, image_size, converted), converted
+    except Exception as error:  # h5py's OSError, Keras' ValueError on other shapes
+        raise damaged(converted, error, "replace it (README, 'Offline weights')") from None
 
 
 def build_base(name, image_size, weights):

@@ -1,9 +1,12 @@
 """params.yaml, checked up front by a pydantic schema: every stage starts with `load()`, so a
 bad value stops the run with one message (key, value, what is allowed) before heavy work."""
+import re
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal, Optional
+from urllib.parse import urlsplit
 
+from PIL import Image
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
                       model_validator)
 from ruamel.yaml import YAML, YAMLError
@@ -76,21 +79,49 @@ def _download_url(url):
     if scheme.lower() not in ("http", "https"):  # schemes are case-insensitive (RFC 3986)
         raise ValueError("must be an http(s):// URL; a local folder or zip goes in fetch.path "
                          "(with fetch.url: null), where DVC tracks it")
+    if not re.fullmatch(r"[\w.%+@=,-]+", name := download_name(url)) or not name.strip("."):
+        raise ValueError(f"its path must end in a file name, the download's name in the Keras "
+                         f"cache (letters, digits, . _ - + % @ = , and not . or ..), not {name!r}")
     return url
+
+
+def download_name(url):
+    """The download's file name in the Keras cache: the last segment of the URL's path."""
+    return urlsplit(url).path.rpartition("/")[2]
+
+
+def _no_tilde(path):
+    if path.startswith("~"):
+        raise ValueError("DVC does not expand ~ (it would look for a folder named ~ in the "
+                         "project): write the full path")
+    return path
+
+
+def _pillow_format(name):
+    Image.init()  # every plugin registers its name
+    if name not in Image.OPEN:  # e.g. 'png' (Pillow's 'PNG') or 'jpg' (its 'JPEG')
+        guess = Image.registered_extensions().get("." + name.lower(), name.upper())
+        raise ValueError("is not a format Pillow opens; " + (
+            f"Pillow calls it {guess!r}" if guess in Image.OPEN
+            else f"Pillow's names are {', '.join(sorted(Image.OPEN))}"))
+    return name
 
 
 class Fetch(Section):
     # url (downloaded) or, when null, path: a fetch dependency either way, so DVC sees changes.
     url: Optional[Annotated[str, AfterValidator(_download_url)]]
-    path: str = Field(min_length=1)
+    path: Annotated[str, Field(min_length=1), AfterValidator(_no_tilde)]
     sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
     max_file_mb: Megabytes
     max_total_mb: Megabytes
 
 
 class Validate(Section):
-    formats: Annotated[list[str], Field(min_length=1), Distinct]  # Pillow's format names
+    # Pillow's format names (an MPO, a JPEG with more frames, counts as JPEG: stages/validate.py)
+    formats: Annotated[list[Annotated[str, AfterValidator(_pillow_format)]], Field(min_length=1),
+                       Distinct]
     min_side_px: Annotated[int, Field(ge=1, le=4096)]
+    max_aspect_ratio: Annotated[Float, Field(ge=1, le=100)]  # longer side / shorter side
     # At most Pillow's own decompression-bomb limit, which validate switches off for this one.
     max_pixels: Annotated[int, Field(ge=1, le=178_956_970)]
     min_images_per_class: Annotated[int, Field(ge=1, le=1_000_000)]

@@ -20,7 +20,7 @@ from catsdogs.files import NOT_REGULAR, named, walk
 
 COLUMNS = ["path", "class", "split", "subfolder", "hidden", "format", "mode",
            "width", "height", "pixels", "bytes", "sha256", "decodable", "decoded_sha256"]
-INTERNAL = ["min_side", "dhash", "problem", "pixels_row"]  # the scan's, not the manifest's
+INTERNAL = ["min_side", "aspect_ratio", "dhash", "problem", "pixels_row"]  # not the manifest's
 AHEAD_PER_WORKER = 4  # files described ahead of the one written, per thread
 
 
@@ -101,6 +101,7 @@ def describe(path, knobs, image_size):
         with Image.open(io.BytesIO(data), formats=knobs.formats) as image:
             row.update(format=image.format or "", mode=image.mode, width=image.width,
                        height=image.height, min_side=min(image.size),
+                       aspect_ratio=max(image.size) / max(min(image.size), 1),
                        pixels=image.width * image.height)
     except Exception:  # plugins raise many kinds on bad data; one file never crashes the stage
         claimed = claimed_format(data)  # "": unreadable (an allowed format that failed, too)

@@ -1,6 +1,9 @@
 """One training phase = one Keras fit, logged per epoch by dvclive, resumable after a kill.
 Each epoch's shuffle, augmentation and dropout are functions of (seed, epoch) alone, so a
 resumed run and a straight one compute the same thing."""
+import contextlib
+import fcntl
+import os
 import time
 
 import keras
@@ -44,6 +47,25 @@ def distribution(distribute):
     print(f"train.distribute: mirrored over {strategy.num_replicas_in_sync} devices: "
           f"{', '.join(strategy.extended.worker_devices)}")
     return strategy
+
+
+@contextlib.contextmanager
+def one_run(stage):
+    """Hold .backups/<stage>.lock (flock; our pid in it) while the stage runs: a second run (a
+    `dvc repro` after kill -9 of dvc alone leaves the first running) stops at once, instead of
+    resuming from the first's backup as it writes it."""
+    paths.BACKUPS.mkdir(exist_ok=True)
+    with open(paths.BACKUPS / f"{paths.slug(stage)}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise SystemExit(f"{stage}: another run of it (pid {lock.read().strip() or '?'}) "
+                             f"holds {lock.name}; wait for it to end or stop it, then run "
+                             f"again") from None
+        lock.truncate(0)
+        print(os.getpid(), file=lock, flush=True)
+        yield
 
 
 def check_last_batches(replicas, batch_size, **counts):

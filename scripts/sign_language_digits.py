@@ -221,7 +221,8 @@ def collect(rev, out):
         extractor = feature_extractor(model.backbone, model.image_size, str(local(weights)))
         splits = {split: (features(extractor, DecodedImages(local(paths.DECODED /
                                                                   f"{split}.images.npy"))),
-                          np.load(local(paths.DECODED / f"{split}.labels.npy")).astype(int))
+                          np.load(local(paths.DECODED / f"{split}.labels.npy"),
+                                  allow_pickle=False).astype(int))
                   for split in paths.SPLITS}
         probe, on_val, c = linear_probe(splits["train"], splits["val"], splits["test"],
                                         len(classes))

@@ -41,7 +41,10 @@ def main():
                                keep_default_na=False)
     except ValueError as error:  # pandas names the missing columns
         raise SystemExit(f"decode: {paths.MANIFEST}: {error}; rerun python -m stages.validate")
-    validated = DecodedImages(VALIDATED_IMAGES)
+    try:
+        validated = DecodedImages(VALIDATED_IMAGES)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"decode: {error} (damaged?); rerun python -m stages.validate")
     if validated.shape != (len(manifest), size, size, 3):
         raise SystemExit(f"decode: {VALIDATED_IMAGES} holds {validated.shape}, not "
                          f"{len(manifest)} images of {size}x{size}x3 (model.image_size "

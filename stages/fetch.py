@@ -58,7 +58,7 @@ def locate(fetch):
     """The source as a local path (downloaded if fetch.url), and whether Keras checked its hash."""
     if fetch.url:
         return download(fetch.url, fetch.sha256)
-    path = Path(fetch.path).expanduser()
+    path = Path(fetch.path)
     try:
         kind = stat.S_IFMT(path.stat().st_mode)
     except FileNotFoundError:
@@ -89,7 +89,7 @@ def within(path, folder):
 
 def download(url, sha256):
     """The zip at url in the Keras cache (downloaded if needed), and whether Keras checked it."""
-    filename, cache = url.rstrip("/").split("/")[-1], paths.keras_cache()
+    filename, cache = params.download_name(url), paths.keras_cache()
     cached = cache / "datasets" / filename
     if cache.is_dir() and not os.access(cache, os.W_OK):
         # keras.utils.get_file would quietly switch to /tmp/.keras and miss this cache.

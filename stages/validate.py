@@ -105,12 +105,17 @@ def rules(classes, knobs):
          lambda row: f"nested below the class folder (in {row['subfolder']}/)"),
         (E.ExpectColumnValuesToBeBetween(column="bytes", min_value=1),
          lambda row: "empty file (0 bytes)"),
-        (in_set("format", knobs.formats),
+        # A phone's MPO (a JPEG followed by more frames) is read as its first frame, a JPEG.
+        (in_set("format", knobs.formats + ["MPO"] * ("JPEG" in knobs.formats)),
          lambda row: (f"format {row['format']} not allowed (validate.formats is "
                       f"{', '.join(knobs.formats)})" if row["format"] else "unreadable by Pillow")),
         (E.ExpectColumnValuesToBeBetween(column="min_side", min_value=knobs.min_side_px),
          lambda row: (f"too small ({row['width']}x{row['height']} px; validate.min_side_px is "
                       f"{knobs.min_side_px})")),
+        (E.ExpectColumnValuesToBeBetween(column="aspect_ratio", max_value=knobs.max_aspect_ratio),
+         lambda row: (f"too elongated ({row['width']}x{row['height']} px, aspect ratio "
+                      f"{row['aspect_ratio']:.4g}; validate.max_aspect_ratio is "
+                      f"{knobs.max_aspect_ratio:g})")),
         (E.ExpectColumnValuesToBeBetween(column="pixels", max_value=knobs.max_pixels),
          lambda row: (f"declares {row['width']}x{row['height']} px = {row['pixels']:,} pixels, "
                       f"over validate.max_pixels ({knobs.max_pixels:,}); not decoded "

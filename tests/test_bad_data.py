@@ -81,6 +81,15 @@ def animated_gif():
     return buffer.getvalue()
 
 
+def mpo(frames=2):
+    """A phone's photo: a JPEG followed by more JPEG frames (an APP2 MPF index), which Pillow
+    opens as format MPO."""
+    buffer = io.BytesIO()
+    first, *others = (Image.fromarray(pixels()) for _ in range(frames))
+    first.save(buffer, "MPO", save_all=True, append_images=others)
+    return buffer.getvalue()
+
+
 def corrupt_jpeg():
     """A readable JPEG header, garbage where the compressed pixels should be."""
     data = image()
@@ -130,6 +139,7 @@ CASES = [
     Case("train/dogs/bilevel.png", lambda: image("1", "PNG")),
     Case("train/dogs/gray16.png", gray16_png),
     Case("train/dogs/rgb16.png", rgb16_png),
+    Case("train/cats/phone.jpg", mpo),  # MPO: accepted as JPEG, its first frame the image
     # Names that must survive the CSVs.
     Case("train/cats/my cat photo.jpg", image),
     Case("train/dogs/chien été 🐕.jpg", image),
@@ -150,6 +160,9 @@ CASES = [
     # Sizes.
     Case("train/cats/tiny.png", lambda: image(fmt="PNG", size=(8, 8)),
          validate="too small (8x8 px; validate.min_side_px is 32)"),
+    Case("train/cats/strip.jpg", lambda: image(size=(32, 400)),
+         validate="too elongated (32x400 px, aspect ratio 12.5; validate.max_aspect_ratio is 10)"),
+    Case("train/dogs/panorama.png", lambda: image(fmt="PNG", size=(320, 32))),  # 10: allowed
     Case("train/dogs/bomb.png", bomb_png,
          validate="declares 100000x100000 px = 10,000,000,000 pixels, over validate.max_pixels "
                   "(40,000,000); not decoded (a decompression bomb?)"),
@@ -344,6 +357,21 @@ def test_the_bomb_is_refused_from_its_header_alone(chain):
     assert bomb not in chain["decoded"]  # never given to the decoder
     assert len(chain["decoded"]) > 10  # the spy did see the others
     assert Image.DecompressionBombWarning not in chain["warnings"]
+
+
+def test_an_mpo_photo_is_accepted_as_its_first_frame(chain):
+    path = "data/raw/train/cats/phone.jpg"
+    assert chain["manifest"].set_index("path").loc[path, "format"] == "MPO"
+    data = (chain["work"] / path).read_bytes()
+    with Image.open(io.BytesIO(data)) as photo:
+        frames = []
+        for index in range(photo.n_frames):
+            photo.seek(index)
+            frames.append(np.asarray(photo.convert("RGB"), dtype=float))
+    assert len(frames) == 2
+    decoded = decode_image(data).numpy()  # validate's and training's decoder
+    difference = [np.abs(decoded - frame).mean() for frame in frames]
+    assert difference[0] < 2 < 30 < difference[1], difference  # two JPEG decoders, one frame
 
 
 def test_odd_names_flow_through_the_split_files(chain):

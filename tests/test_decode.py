@@ -1,6 +1,12 @@
 """Stage decode on a tiny generated dataset: it copies validate's decoded images into split
 order, and they are the images the training decoder gives for each split's files; a
-validated image that is not the manifest's, or one of another size, stops it by name."""
+validated image that is not the manifest's, one of another size, or a damaged images file
+stops it by name."""
+import io
+import pickle
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,3 +78,45 @@ def test_a_split_file_not_in_the_manifest_stops_decode(decoded):
     with pytest.raises(SystemExit, match="elsewhere.jpg .data/split/test.csv. is not in "
                        "data/validated/manifest.csv; rerun python -m stages.split"):
         decode.main()
+
+
+class Planted:
+    """Unpickling it would write a file: a pickled images file must never be unpickled."""
+
+    def __reduce__(self):
+        return (open, ("unpickled", "w"))
+
+
+def saved(array):
+    """The bytes np.save writes for array (an object array: pickled after the header)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+DAMAGED = {  # what the file holds -> what the message must say about it
+    "truncated": (lambda data: data[:len(data) // 2], r"[\d,]+ bytes, too few for its header's "
+                                                      r"\(\d+, \d+, \d+, 3\) array"),
+    "empty": (lambda data: b"", "EOF: reading magic string"),
+    "text": (lambda data: b"image,label\n1,cats\n", "the magic string is not correct"),
+    "object array": (lambda data: saved(np.array([Planted()], dtype=object)),
+                     r"object \(1,\) is not uint8 N x S x S x 3"),
+    "pickle": (lambda data: pickle.dumps(np.zeros((2, 2, 2, 3), np.uint8)),
+               "the magic string is not correct"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED)
+def test_a_damaged_validated_images_file_is_named_and_nothing_else_is_touched(decoded, damage):
+    make, problem = DAMAGED[damage]
+    kept = {path: path.read_bytes() for path in [paths.MANIFEST, *sorted(paths.SPLIT.glob("*"))]}
+    decode.VALIDATED_IMAGES.write_bytes(make(decode.VALIDATED_IMAGES.read_bytes()))
+    with pytest.raises(SystemExit) as error:
+        decode.main()
+    message = str(error.value)
+    assert re.fullmatch(rf"decode: data/validated/manifest\.images\.npy: {problem}.* "
+                        r"\(damaged\?\); rerun python -m stages\.validate", message), message
+    assert "\n" not in message
+    assert not paths.DECODED.exists()  # no partial result
+    assert {path: path.read_bytes() for path in kept} == kept  # the manifest and split files
+    assert not Path("unpickled").exists()

@@ -418,12 +418,14 @@ def test_a_url_that_is_no_http_url_is_refused_before_anything_happens(
     assert_accounted(work, source_files(tiny_dataset))
 
 
-def test_url_schemes_are_case_insensitive(tmp_path, work, tiny_dataset, write_params):
-    # RFC 3986: HTTPS:// is https://. The cache holds the zip: nothing is downloaded.
+def test_url_schemes_are_case_insensitive_and_the_query_is_no_part_of_the_name(
+        tmp_path, work, tiny_dataset, write_params):
+    # RFC 3986: HTTPS:// is https://. The cache holds the zip under the last segment of the
+    # URL's path (not "pets.zip?token=..."): nothing is downloaded.
     cache = tmp_path / "keras_home"
     (cache / "datasets").mkdir(parents=True)
     shutil.make_archive(str(cache / "datasets/pets"), "zip", tiny_dataset)
-    write_params(work, "HTTPS://127.0.0.1:9/pets.zip")
+    write_params(work, "HTTPS://127.0.0.1:9/files/pets.zip?token=s3cr3t#top")
     result = subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=work,
                             env={**env(), "KERAS_HOME": str(cache)}, capture_output=True,
                             text=True, timeout=300)

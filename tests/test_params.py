@@ -64,6 +64,7 @@ FIELD_RULES = [
     ("train.class_weight", "balance", "'balanced'"),
     ("train.class_weight", True, "'balanced'"),
     ("compare.backbones", ["mobilenet", "mobilenet"], "distinct"),
+    ("validate.max_aspect_ratio", 0.5, "greater than or equal to 1"),
 ]
 
 
@@ -215,6 +216,7 @@ def test_duplicate_keys_and_yaml_syntax_errors_are_one_message_with_the_line(
     ("train_head__epochs", 10**6, "less than or equal to 1000"),
     ("train__batch_size", 10**6, "less than or equal to 4096"),
     ("fetch__max_total_mb", 10**9, "less than or equal to 1048576"),
+    ("validate__max_aspect_ratio", 1000, "less than or equal to 100"),
 ])
 def test_values_past_an_upper_bound_are_refused(key, value, allowed):
     section, name = key.split("__")
@@ -356,3 +358,56 @@ def test_imagenet_weights_need_a_size_keras_has_them_for():
     assert "160" in message
     raw["model"]["weights"] = None  # random weights: any size
     P.parse(raw)
+
+
+@pytest.mark.parametrize("formats, key, problem", [
+    (["JPEG", "png"], "'validate.formats.1' = 'png'", "Pillow calls it 'PNG'"),  # upper case
+    (["jpg"], "'validate.formats.0' = 'jpg'", "Pillow calls it 'JPEG'"),  # an extension
+    (["tif", "PNG"], "'validate.formats.0' = 'tif'", "Pillow calls it 'TIFF'"),
+    (["JPEG", "HEIC"], "'validate.formats.1' = 'HEIC'", "Pillow's names are AVIF, BLP, BMP"),
+])
+def test_image_formats_must_be_names_pillow_opens(formats, key, problem):
+    message = param_error(with_value("validate.formats", formats))
+    assert f"{key}: is not a format Pillow opens; {problem}" in message
+    assert message.count("validate.formats") == 1 and "\n" not in message
+
+
+def test_pillows_own_format_names_are_accepted():
+    formats = ["JPEG", "PNG", "WEBP", "TIFF", "GIF"]
+    assert P.parse(with_value("validate.formats", formats)).validate_.formats == formats
+
+
+@pytest.mark.parametrize("path", ["~/datasets/pets.zip", "~", "~alice/pets"])
+def test_a_fetch_path_starting_with_a_tilde_is_refused(path):
+    # DVC reads ${fetch.path} as it is written: ~ would be a folder named ~ in the project.
+    assert param_error(with_value("fetch.path", path)) == (
+        f"params.yaml: 'fetch.path' = {path!r}: DVC does not expand ~ (it would look for a "
+        f"folder named ~ in the project): write the full path")
+    assert P.parse(with_value("fetch.path", "/home/alice/pets.zip")).fetch.path  # a full path
+
+
+@pytest.mark.parametrize("url, name", [
+    ("https://example.com/data/", ""),            # the old rule took the host's "data"
+    ("https://example.com", ""),
+    ("https://example.com/..", ".."),             # the Keras cache folder itself
+    ("https://example.com/data/.", "."),
+    ("https://example.com/my pets.zip", "my pets.zip"),
+    ("https://example.com/a\\b.zip", "a\\b.zip"),
+    ("https://example.com/pets\x00.zip", "pets\x00.zip"),
+    ("https://example.com/c:pets.zip", "c:pets.zip"),  # a drive on Windows
+])
+def test_a_url_whose_path_ends_in_no_plain_file_name_is_refused(url, name):
+    message = param_error(with_value("fetch.url", url))
+    assert message == (f"params.yaml: 'fetch.url' = {url!r}: its path must end in a file name, "
+                       f"the download's name in the Keras cache (letters, digits, . _ - + % @ = "
+                       f", and not . or ..), not {name!r}")
+
+
+@pytest.mark.parametrize("url, name", [
+    (COMMITTED["fetch"]["url"], "cats_and_dogs_filtered.zip"),
+    ("https://example.com/get/pets.zip?token=s3cr3t&x=1#part", "pets.zip"),  # no query
+    ("HTTP://example.com/v1.2/pets-2024_final%20cut.tar.gz", "pets-2024_final%20cut.tar.gz"),
+])
+def test_the_keras_cache_name_is_the_last_segment_of_the_urls_path(url, name):
+    assert P.parse(with_value("fetch.url", url)).fetch.url == url
+    assert P.download_name(url) == name

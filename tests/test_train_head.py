@@ -1,8 +1,12 @@
 """Stage train_head on tiny decoded data (32 px, random weights): what it saves and logs (two
 classes: one sigmoid unit; more: a softmax, optionally class-weighted), and resume after an
 interruption (catsdogs.resume.EpochBackup), which must end exactly as a straight run would,
-and only ever from a backup of the same run."""
+and only ever from a backup of the same run; a second run while one is going stops at once."""
 import json
+import os
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -15,8 +19,8 @@ from catsdogs import paths
 from catsdogs.decoded import save_decoded
 from catsdogs.models import build_classifier, find_base, seed_everything
 from catsdogs.resume import EpochBackup
-from catsdogs.training import class_weights
-from conftest import class_tints, decode_files, make_dataset, tiny_params
+from catsdogs.training import class_weights, one_run
+from conftest import ROOT, class_tints, decode_files, make_dataset, tiny_params
 
 EPOCHS = 3
 OTHER_LEARNING_RATE = 0.01   # the committed train_head.learning_rate is 0.001
@@ -246,3 +250,52 @@ def test_balanced_class_weights_keep_a_rare_class_from_falling_behind(
     behind = {key: bias[:2].mean() - bias[2] for key, bias in biases.items()}
     assert behind[None] > 0.002
     assert behind["balanced"] < behind[None] / 2
+
+
+# train_head as `dvc repro` runs it, held after its first epoch's backup until the test says go
+# (as an orphan left training by kill -9 of dvc alone).
+PAUSED_TRAIN_HEAD = """
+import pathlib, time
+from catsdogs.resume import EpochBackup
+from stages import train_head
+backup_epoch_end = EpochBackup.on_epoch_end
+def paused(self, epoch, logs=None):
+    backup_epoch_end(self, epoch, logs)
+    pathlib.Path("paused").touch()
+    while not pathlib.Path("go").exists():
+        time.sleep(0.05)
+EpochBackup.on_epoch_end = paused
+train_head.main()
+"""
+
+
+def test_a_second_run_while_one_trains_stops_at_once_naming_it(
+        tmp_path, monkeypatch, write_params, decoded):
+    prepare(tmp_path, monkeypatch, write_params, decoded, train_head__epochs=2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen([sys.executable, "-c", PAUSED_TRAIN_HEAD], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (tmp_path / "paused").exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        backup = {path.name: path.read_bytes() for path in BACKUP.iterdir()}
+        second = subprocess.run([sys.executable, "-m", "stages.train_head"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"train_head: another run of it (pid {first.pid}) holds .backups/train_head.lock; "
+            f"wait for it to end or stop it, then run again")
+        assert "Traceback" not in second.stderr
+        assert "parameters" not in second.stdout  # stopped before building a model
+        # The first run's backup is as it left it, and it goes on to the end.
+        assert {path.name: path.read_bytes() for path in BACKUP.iterdir()} == backup
+    finally:
+        (tmp_path / "go").touch()
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert "Epoch 2/2" in out and not BACKUP.exists()
+    assert keras.models.load_model(paths.HEAD_MODEL)
+    with one_run("train_head"):  # the lock is free again
+        pass

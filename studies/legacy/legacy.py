@@ -23,7 +23,7 @@ from catsdogs.evaluation import correct, score
 from catsdogs.models import (BACKBONES, build_classifier, compile_classifier, find_base,
                              seed_everything, unfreeze_top)
 from catsdogs.reports import write_json
-from catsdogs.training import distribution, fit, start_head_phase, two_phase
+from catsdogs.training import distribution, fit, one_run, start_head_phase, two_phase
 from studies.legacy import params
 
 KERAS_REPORTED = ("accuracy", "loss", "val_accuracy", "val_loss")
@@ -107,21 +107,22 @@ def main():
         raise SystemExit(f"usage: python -m studies.legacy.legacy VARIANT  "
                          f"({' | '.join(variants)})")
     variant = sys.argv[1]
-    setup, run_dir = legacy.setup(variant), params.RUNS / variant
-    print(f"legacy@{variant}: {setup}")
-    model, keras_reported = train(p, legacy, variant, setup, run_dir)
+    with one_run(f"legacy@{variant}"):
+        setup, run_dir = legacy.setup(variant), params.RUNS / variant
+        print(f"legacy@{variant}: {setup}")
+        model, keras_reported = train(p, legacy, variant, setup, run_dir)
 
-    scores, probabilities, _ = score(
-        model, {split: eval_split(split, p.train.batch_size) for split in paths.SPLITS},
-        p.evaluate.threshold)
-    metrics = {"keras_last_epoch": {key: keras_reported[key] for key in KERAS_REPORTED},
-               **{split: {key: scores[split][key] for key in SCORED} for split in paths.SPLITS}}
-    write_json(run_dir / "metrics.json", metrics)
-    test = read_split("test")[["path", "label"]]
-    test["probability"] = probabilities["test"][:, 1].round(5)  # p(the second class)
-    test["correct"] = correct(test["label"], probabilities["test"], p.evaluate.threshold)
-    test.to_csv(run_dir / "predictions.csv", index=False)
-    print(f"legacy@{variant}: " + json.dumps(metrics))
+        scores, probabilities, _ = score(
+            model, {split: eval_split(split, p.train.batch_size) for split in paths.SPLITS},
+            p.evaluate.threshold)
+        metrics = {"keras_last_epoch": {key: keras_reported[key] for key in KERAS_REPORTED},
+                   **{split: {key: scores[split][key] for key in SCORED} for split in paths.SPLITS}}
+        write_json(run_dir / "metrics.json", metrics)
+        test = read_split("test")[["path", "label"]]
+        test["probability"] = probabilities["test"][:, 1].round(5)  # p(the second class)
+        test["correct"] = correct(test["label"], probabilities["test"], p.evaluate.threshold)
+        test.to_csv(run_dir / "predictions.csv", index=False)
+        print(f"legacy@{variant}: " + json.dumps(metrics))
 
 
 if __name__ == "__main__":
