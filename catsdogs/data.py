@@ -89,7 +89,6 @@ def rows_of(images, indices):
 
 
 def batches_in_order(images, labels, batch_size):
-    """(images, labels) batches in file order."""
     count, labels = len(labels), tf.constant(labels)
 
     def batch(step):
@@ -100,7 +99,6 @@ def batches_in_order(images, labels, batch_size):
 
 
 def eval_dataset(images, labels, batch_size):
-    """Batches in file order, no augmentation."""
     return model_input(batches_in_order(images, labels, batch_size))
 
 

@@ -1,5 +1,4 @@
-"""Predictions and metrics for K classes: probabilities (N, K), labels 0..K-1. No TensorFlow:
-light stages."""
+"""Predictions and metrics for K classes: probabilities (N, K), labels 0..K-1 (no TensorFlow)."""
 import math
 import time
 from typing import NamedTuple
@@ -43,37 +42,31 @@ def classifier_metrics(labels, probabilities, threshold):
     F1, one-vs-rest macro ROC AUC. Either with the top label's expected calibration error."""
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype="float64")
-    predictions = predicted(probabilities, threshold)
-    scores = (binary_metrics if probabilities.shape[1] == 2 else multiclass_metrics)(
-        labels, probabilities, predictions)
-    return {**scores, "ece": calibration(labels, probabilities, threshold)["ece"]}
-
-
-def binary_metrics(labels, probabilities, predictions):
-    positive = probabilities[:, 1]
-    tn, fp, fn, tp = skm.confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
-    both_classes = len(np.unique(labels)) == 2
-    return {"accuracy": float(skm.accuracy_score(labels, predictions)),
-            "loss": float(skm.log_loss(labels, positive, labels=[0, 1])),
-            "precision": float(skm.precision_score(labels, predictions, zero_division=0)),
-            "recall": float(skm.recall_score(labels, predictions, zero_division=0)),
-            "f1": float(skm.f1_score(labels, predictions, zero_division=0)),
-            # AUC is undefined with one class present; NaN would break `dvc metrics`.
-            "roc_auc": float(skm.roc_auc_score(labels, positive)) if both_classes else None,
-            "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
-
-
-def multiclass_metrics(labels, probabilities, predictions):
+    predictions, classes = predicted(probabilities, threshold), list(range(probabilities.shape[1]))
+    accuracy = float(skm.accuracy_score(labels, predictions))
+    ece = calibration(labels, probabilities, threshold)["ece"]
+    if len(classes) == 2:
+        positive = probabilities[:, 1]
+        tn, fp, fn, tp = skm.confusion_matrix(labels, predictions, labels=[0, 1]).ravel()
+        both_classes = len(np.unique(labels)) == 2
+        return {"accuracy": accuracy,
+                "loss": float(skm.log_loss(labels, positive, labels=[0, 1])),
+                "precision": float(skm.precision_score(labels, predictions, zero_division=0)),
+                "recall": float(skm.recall_score(labels, predictions, zero_division=0)),
+                "f1": float(skm.f1_score(labels, predictions, zero_division=0)),
+                # AUC is undefined with one class present; NaN would break `dvc metrics`.
+                "roc_auc": float(skm.roc_auc_score(labels, positive)) if both_classes else None,
+                "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp), "ece": ece}
     # A float32 softmax sums to 1 only to float32 rounding; sklearn checks in float64.
-    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
-    classes = list(range(probabilities.shape[1]))
+    summed_to_one = probabilities / probabilities.sum(axis=1, keepdims=True)
     every_class = len(np.unique(labels)) == len(classes)  # one-vs-rest AUC needs them all
-    return {"accuracy": float(skm.accuracy_score(labels, predictions)),
-            "loss": float(skm.log_loss(labels, probabilities, labels=classes)),
+    return {"accuracy": accuracy,
+            "loss": float(skm.log_loss(labels, summed_to_one, labels=classes)),
             "macro_f1": float(skm.f1_score(labels, predictions, labels=classes, average="macro",
                                            zero_division=0)),
-            "roc_auc": float(skm.roc_auc_score(labels, probabilities, multi_class="ovr",
-                                               labels=classes)) if every_class else None}
+            "roc_auc": float(skm.roc_auc_score(labels, summed_to_one, multi_class="ovr",
+                                               labels=classes)) if every_class else None,
+            "ece": ece}
 
 
 def probability_columns(probabilities, class_names):
@@ -150,9 +143,8 @@ def mcnemar(correct_a, correct_b, significance):
 
 
 def score(model, splits, threshold, bootstrap=None):
-    """splits: {name: (batches, labels)}. Metrics (with an accuracy interval, given a
-    bootstrap) and (N, K) probabilities per split; images/s (input pipeline included) on the
-    last."""
+    """splits: {name: (batches, labels)}. Metrics (with an accuracy interval, given a bootstrap)
+    and probabilities per split; images/s (input pipeline included) on the last."""
     metrics, probabilities = {}, {}
     for name, (batches, labels) in splits.items():
         start = time.perf_counter()

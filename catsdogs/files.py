@@ -1,4 +1,4 @@
-"""File-system helpers of the data stages: locks, printable names, sorted walks, atomic outputs."""
+"""File-system helpers of the stages: locks, printable names, sorted walks, atomic outputs."""
 import contextlib
 import fcntl
 import os
@@ -6,6 +6,8 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+
+from catsdogs import paths
 
 PARTIAL = ".partial-"  # .<name>.partial-XXXX: a file or folder being written, never read
 # What a path is when it is not a regular file (by os.stat's mode): never opened, it could
@@ -16,22 +18,27 @@ NOT_REGULAR = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO",
 
 
 @contextlib.contextmanager
-def locked(folder, stage):
-    """Lock folder while the block runs: a second fetch or validate stops at once, not races."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a plain file (or a link to one) in the way
-        raise SystemExit(in_the_way(stage, folder)) from None
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
+def locked(stage, folder=None):
+    """Hold .backups/<stage, or folder>.lock (flock; our pid in it) while the block runs: a
+    second run (`dvc repro` after kill -9 of dvc alone leaves the first running) stops at once,
+    not racing the first (e.g. resuming from its backup as it writes it). Stages given a folder
+    (fetch, validate: data/, made first) share its lock."""
+    for needed in filter(None, (folder, paths.BACKUPS)):
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            needed.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a plain file (or a link to one) in the way
+            raise SystemExit(in_the_way(stage, needed)) from None
+    with open(paths.BACKUPS / f"{paths.slug(folder or stage)}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SystemExit(f"{stage}: {folder}/ is locked (flock) by another fetch or "
-                             f"validate run; wait for it to end, then run again") from None
+            lock.seek(0)
+            raise SystemExit(f"{stage}: another run (pid {lock.read().strip() or '?'}) holds "
+                             f"{lock.name}; wait for it to end or stop it, then run "
+                             f"again") from None
+        lock.truncate(0)
+        print(os.getpid(), file=lock, flush=True)
         yield
-    finally:
-        os.close(descriptor)
 
 
 def in_the_way(stage, path):

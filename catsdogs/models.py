@@ -48,8 +48,7 @@ def converted_weights_file(name):
 
 
 def imagenet_base(name, image_size):
-    """(headless backbone, its weights file): Keras' official ImageNet file, else the converted.
-    A file that does not load (truncated, another backbone's, garbage) stops it, named."""
+    """(headless backbone, its weights file): Keras' official ImageNet file, else the converted."""
     spec = BACKBONES[name]
     official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
 
@@ -89,9 +88,8 @@ def build_base(name, image_size, weights):
 
 
 def build_classifier(name, image_size, weights, dropout, seed, num_classes, preprocess=None):
-    """RGB 0-255 in -> preprocess (the backbone's layer unless given) -> frozen base ->
-    GlobalAveragePooling -> Dropout -> `classes`: Dense(1, sigmoid), p(the second class), for
-    two classes; Dense(num_classes, softmax) for more."""
+    """RGB 0-255 in -> preprocess (the backbone's unless given) -> frozen base -> pooling ->
+    dropout -> `classes`: one sigmoid unit, p(the second class), for two classes; else softmax."""
     base = build_base(name, image_size, weights)
     base.trainable = False
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -113,10 +111,8 @@ def find_base(model):
 
 def unfreeze_top(base, count, freeze_batchnorm=True):
     """The last `count` layers of the base trainable, BatchNorm frozen unless freeze_batchnorm
-    is False (Keras 3 trains a trainable BatchNorm even under training=False, keras#20285)."""
-    if not 1 <= count <= len(base.layers):
-        raise ValueError(f"unfreeze_last must be in [1, {len(base.layers)}] for {base.name}, "
-                         f"got {count}")
+    is False (Keras 3 trains a trainable BatchNorm even under training=False, keras#20285).
+    params checks finetune.unfreeze_last against every backbone's layers (BACKBONE_LAYERS)."""
     base.trainable = True
     for layer in base.layers[:-count]:
         layer.trainable = False
@@ -168,8 +164,7 @@ def seed_everything(seed):
 
 
 def compile_classifier(model, learning_rate):
-    """Adam; binary cross-entropy for one sigmoid unit, else sparse categorical (labels are
-    class indices)."""
+    """Adam; cross-entropy, sparse for a softmax (labels are class indices)."""
     loss = ("binary_crossentropy" if model.output_shape[-1] == 1
             else "sparse_categorical_crossentropy")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,

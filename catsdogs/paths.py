@@ -25,7 +25,6 @@ FINETUNE_LIVE = REPORTS / "finetune"
 EVALUATE_REPORTS = REPORTS / "evaluate"
 COMPARE_REPORTS = REPORTS / "compare"
 COMPARE_RUNS = COMPARE_REPORTS / "runs"     # <backbone>/{head,finetune}/ and metrics.json
-LEGACY_REPORTS = REPORTS / "legacy"         # studies/legacy's (scripts/readme_results.py reads it)
 BACKUPS = Path(".backups")                  # resume state; not a DVC output: DVC never deletes it
 TIMING = REPORTS / "timing"                 # wall times: not DVC outputs, they change every run
 EXPORT = Path("models/export")              # the artifact: everything a user needs, nothing else

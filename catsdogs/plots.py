@@ -24,14 +24,12 @@ def learning_curves(path, head, finetune, baseline, val_min, train_max):
     recipe = pd.concat([head, finetune], ignore_index=True)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, metric in zip(axes, ("accuracy", "loss")):  # epoch numbers: index + 1
-        ax.plot(recipe.index + 1, recipe[metric], "-o", ms=3, color="tab:blue",
-                label="recipe, train")
-        ax.plot(recipe.index + 1, recipe[f"val_{metric}"], "-o", ms=3, color="tab:orange",
-                label="recipe, val")
-        ax.plot(baseline.index + 1, baseline[metric], "--x", ms=4, color="tab:blue", alpha=0.5,
-                label="baseline (all trainable), train")
-        ax.plot(baseline.index + 1, baseline[f"val_{metric}"], "--x", ms=4, color="tab:orange",
-                alpha=0.5, label="baseline, val")
+        for run, column, style, ms, color, alpha, label in [
+                (recipe, metric, "-o", 3, "tab:blue", None, "recipe, train"),
+                (recipe, f"val_{metric}", "-o", 3, "tab:orange", None, "recipe, val"),
+                (baseline, metric, "--x", 4, "tab:blue", 0.5, "baseline (all trainable), train"),
+                (baseline, f"val_{metric}", "--x", 4, "tab:orange", 0.5, "baseline, val")]:
+            ax.plot(run.index + 1, run[column], style, ms=ms, color=color, alpha=alpha, label=label)
         ax.axvline(len(head) + 0.5, color="grey", lw=1)
         ax.text(len(head) + 0.6, 0.98, "fine-tuning →", va="top", color="grey",
                 transform=ax.get_xaxis_transform())

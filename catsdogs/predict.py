@@ -1,9 +1,7 @@
 """Classify photos with the artifact alone (models/export/, or what `dvc artifacts get`
-fetched): from any folder, never reading params.yaml. Installed as `catsdogs-predict`;
-`python -m catsdogs.predict` is the same. Photos are decoded as the pipeline decodes its own
-and classified a batch at a time. A path that cannot be classified (missing, unreadable, not
-a regular file, over a cap, not an image) gets one `error:` line on stderr, every other photo
-is still classified, and the exit status is 1; a bad model: one `error:` line, exit 2."""
+fetched): from any folder, never reading params.yaml. Installed as `catsdogs-predict`. A path
+that cannot be classified gets one `error:` line (the others still are) and exit status 1; a
+bad model: one `error:` line, exit 2."""
 import argparse
 import csv
 import io
@@ -70,16 +68,6 @@ def read_photo(path, max_mb):
     return data, None
 
 
-def declared_pixels(data):
-    """Width x height as the image's header declares it (Pillow reads only the header); None
-    when Pillow cannot tell (TensorFlow's decoder then says what is wrong)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.width * image.height
-    except Exception:  # Pillow's plugins raise many kinds on bad data
-        return None
-
-
 def photo_decoder(image_size, max_mb, max_pixels):
     """decode(path) -> (uint8 image_size square, None) or (None, why not), by the pipeline's
     decode_image after the byte cap and, from the header alone, the pixel cap."""
@@ -92,7 +80,11 @@ def photo_decoder(image_size, max_mb, max_pixels):
         data, problem = read_photo(path, max_mb)
         if problem:
             return None, problem
-        pixels = declared_pixels(data)
+        try:  # the size the header declares (Pillow reads only the header)
+            with Image.open(io.BytesIO(data)) as image:
+                pixels = image.width * image.height
+        except Exception:  # Pillow's plugins raise many kinds: TensorFlow then says what is wrong
+            pixels = None
         if pixels is not None and pixels > max_pixels:
             return None, (f"declares {pixels:,} pixels, over --max-pixels ({max_pixels:,}), "
                           f"not decoded")

@@ -1,5 +1,4 @@
 """Report helpers (no TensorFlow): whole-or-nothing files, Markdown templates, wall times."""
-import argparse
 import json
 import string
 from pathlib import Path
@@ -36,18 +35,3 @@ def write_timing(name, timing):
     """Wall times and throughput: reports/timing/, outside the metrics (they change run to run)."""
     write_json(paths.TIMING / f"{paths.slug(name)}.json", timing)
 
-
-def write_or_check(path, make_text, command, description, argv=None):
-    """main() of a script (command; description its --help) that regenerates path: writes it,
-    or with --check exits 1 if path is out of date."""
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help=f"exit 1 if {path} is out of date; write nothing")
-    check, path = parser.parse_args(argv).check, Path(path)
-    text = make_text()
-    if path.is_file() and path.read_text() == text:
-        return
-    if check:
-        raise SystemExit(f"{path} is out of date: run {command}")
-    write_text(path, text)

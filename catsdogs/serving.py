@@ -1,6 +1,5 @@
-"""Reading the artifact (models/export/, which stage export writes): classifier.json naming
-the classes, and one loader for every format in it (.keras, SavedModel, TFLite), each
-classifier answering (N, K) probabilities of RGB 0-255 images."""
+"""Reading the artifact (models/export/, which stage export writes): classifier.json, and one
+loader per format in it, each classifier answering (N, K) probabilities of RGB 0-255 images."""
 import json
 import os
 import warnings
@@ -137,7 +136,7 @@ class TFLiteClassifier(Classifier):
         # From bytes, TFLite verifies the flatbuffer (from a path it does not, and a file cut
         # short can crash the process).
         self.interpreter = tf.lite.Interpreter(model_content=content,
-                                               num_threads=tflite_threads(threads))
+                                               num_threads=threads or os.cpu_count())
         self.interpreter.allocate_tensors()  # a model whose ops do not fit fails here
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -163,14 +162,9 @@ class TFLiteClassifier(Classifier):
         return output.reshape(len(images), -1)
 
 
-def tflite_threads(threads):
-    return threads or os.cpu_count()
-
-
 def load(path, threads=None):
     """The classifier of an artifact folder (its float32 TFLite model: the fastest to start,
-    answering as the Keras model does within 1e-5) or of a model in it (.keras, .tflite,
-    saved_model/), described by the folder's classifier.json. Any bad model: BadModel."""
+    answering as the Keras model does within 1e-5) or of a model in it. Bad ones: BadModel."""
     path = Path(path)
     if not path.exists():
         raise BadModel(f"{path} does not exist (stage export writes the artifact folder, "

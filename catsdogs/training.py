@@ -1,9 +1,6 @@
 """One training phase = one Keras fit, logged per epoch by dvclive, resumable after a kill.
 Each epoch's shuffle, augmentation and dropout are functions of (seed, epoch) alone, so a
 resumed run and a straight one compute the same thing."""
-import contextlib
-import fcntl
-import os
 import time
 
 import keras
@@ -49,28 +46,8 @@ def distribution(distribute):
     return strategy
 
 
-@contextlib.contextmanager
-def one_run(stage):
-    """Hold .backups/<stage>.lock (flock; our pid in it) while the stage runs: a second run (a
-    `dvc repro` after kill -9 of dvc alone leaves the first running) stops at once, instead of
-    resuming from the first's backup as it writes it."""
-    paths.BACKUPS.mkdir(exist_ok=True)
-    with open(paths.BACKUPS / f"{paths.slug(stage)}.lock", "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            raise SystemExit(f"{stage}: another run of it (pid {lock.read().strip() or '?'}) "
-                             f"holds {lock.name}; wait for it to end or stop it, then run "
-                             f"again") from None
-        lock.truncate(0)
-        print(os.getpid(), file=lock, flush=True)
-        yield
-
-
 def check_last_batches(replicas, batch_size, **counts):
-    """Stop if a last batch (counts: split name -> images) is smaller than the replica count:
-    Keras' layers fail on an empty batch."""
+    """Stop if a last batch has fewer images than replicas: Keras' layers fail on an empty one."""
     for name, count in counts.items():
         last = count % batch_size or batch_size
         if last < replicas:
@@ -108,8 +85,7 @@ def seed_generators(layers):
 
 
 def class_weights(class_weight, labels, num_classes):
-    """train.class_weight as model.fit takes it: None, or for "balanced" n / (K * n_k) per
-    class k (scikit-learn's "balanced"), so each class weighs as much in the loss."""
+    """train.class_weight for model.fit: None, or "balanced" as scikit-learn weighs classes."""
     if class_weight is None:
         return None
     counts = np.bincount(np.asarray(labels).astype(int), minlength=num_classes)
@@ -117,9 +93,8 @@ def class_weights(class_weight, labels, num_classes):
 
 
 def fit(model, train, val, epochs, seed, live_dir, class_weight=None):
-    """Train (class_weight: train.class_weight), validate on val (data.eval_split), log every
-    epoch to live_dir; returns the last epoch's metrics and the timing (also written to
-    reports/timing/), flat."""
+    """Train, validating on val (data.eval_split) and logging every epoch to live_dir; the last
+    epoch's metrics and the timing (also written to reports/timing/), flat."""
     strategy = model.distribute_strategy  # the one it was built under; none: the default
     weights = class_weights(class_weight, train.labels, max(2, model.output_shape[-1]))
     if weights:
@@ -154,8 +129,7 @@ def fit(model, train, val, epochs, seed, live_dir, class_weight=None):
 
 
 def start_head_phase(backbone, image_size, head, seed, strategy, num_classes, preprocess=None):
-    """The recipe's first phase: the starting weights frozen under a new head, compiled
-    (preprocess: models.build_classifier's)."""
+    """The recipe's first phase: the starting weights frozen under a new head, compiled."""
     with strategy.scope():
         model = build_classifier(backbone, image_size,
                                  paths.pretrained_weights(backbone, image_size), head.dropout,

@@ -19,7 +19,8 @@ from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths, verdicts  # noqa: E402
-from catsdogs.reports import read_json, write_or_check  # noqa: E402
+from catsdogs.reports import read_json  # noqa: E402
+from readme_results import write_or_check  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 LOCK = "dvc.lock"  # its last commit is the version of the results the card describes

@@ -8,14 +8,15 @@ puts side by side, from those reports, what the old runs claimed, their reproduc
 (studies/legacy), the baseline, the recipe and the other backbones. The words are
 scripts/templates/readme_*.md (string.Template); the verdicts are catsdogs.verdicts'.
 """
+import argparse
 import sys
 from pathlib import Path
 from string import Template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from catsdogs import params, paths, verdicts  # noqa: E402
-from catsdogs.reports import read_json, write_or_check  # noqa: E402
-from studies.legacy.params import check as check_legacy  # noqa: E402
+from catsdogs.reports import read_json, write_text  # noqa: E402
+from studies.legacy.params import REPORTS as LEGACY_REPORTS, check as check_legacy  # noqa: E402
 
 README = Path("README.md")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -84,7 +85,7 @@ def story():
     p = params.load()
     evaluated = read_json(paths.EVALUATE_REPORTS / "metrics.json")
     compared = read_json(paths.COMPARE_REPORTS / "metrics.json")
-    study_file = paths.LEGACY_REPORTS / "metrics.json"
+    study_file = LEGACY_REPORTS / "metrics.json"
     study = read_json(study_file) if study_file.is_file() else {}
     said, targets = verdicts.recipe(evaluated), evaluated["targets"]
     return fill("readme_story.md", {
@@ -123,6 +124,22 @@ def updated(readme):
         block = "\n".join([begin, *(section(title, path) for title, path in sources), end])
         readme = head + block + rest.split(end, 1)[1]
     return readme
+
+
+def write_or_check(path, make_text, command, description, argv=None):
+    """main() of a script (command; description its --help) that regenerates path: writes it,
+    or with --check exits 1 if path is out of date. scripts/model_card.py's too."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit 1 if {path} is out of date; write nothing")
+    check, path = parser.parse_args(argv).check, Path(path)
+    text = make_text()
+    if path.is_file() and path.read_text() == text:
+        return
+    if check:
+        raise SystemExit(f"{path} is out of date: run {command}")
+    write_text(path, text)
 
 
 def main(argv=None):

@@ -3,14 +3,15 @@ dropout. At Adam's default 1e-3 it collapsed to chance, hence baseline.learning_
 from catsdogs import params, paths
 from catsdogs.data import eval_split, train_dataset
 from catsdogs.decoded import load_decoded
+from catsdogs.files import locked
 from catsdogs.models import (build_classifier, compile_classifier, find_base, save_model,
                              seed_everything, unfreeze_top)
-from catsdogs.training import distribution, fit, one_run
+from catsdogs.training import distribution, fit
 
 
 def main():
     p = params.load()
-    with one_run("baseline"):
+    with locked("baseline"):
         strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
         backbone, image_size = p.model.backbone, p.model.image_size
         weights = paths.pretrained_weights(backbone, image_size)

@@ -6,16 +6,17 @@ from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, train_dataset
 from catsdogs.decoded import load_decoded, read_split
 from catsdogs.evaluation import comparison_row, correct, probability_columns, score
+from catsdogs.files import locked
 from catsdogs.models import BACKBONES, seed_everything
 from catsdogs.reports import write_json, write_timing
-from catsdogs.training import distribution, one_run, start_head_phase, two_phase
+from catsdogs.training import distribution, start_head_phase, two_phase
 
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in BACKBONES:
         raise SystemExit(f"usage: python -m stages.compare BACKBONE  ({' | '.join(BACKBONES)})")
     backbone, p = sys.argv[1], params.load()
-    with one_run(f"compare@{backbone}"):
+    with locked(f"compare@{backbone}"):
         strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
         batch_size, seed, threshold = p.train.batch_size, p.train.seed, p.evaluate.threshold
         augment = augmentation(p.augment)  # flip, rotation, shift

@@ -1,10 +1,9 @@
-"""Stage export: the artifact models/export/, everything needed to classify photos elsewhere:
-models/final.keras as model.keras, classifier.json and labels.txt (its classes), a SavedModel
-and TFLite float32 and int8 models, each scored on the decoded test images beside the Keras
-model (so a difference is the conversion's alone). The backbone and image size are the
-model's own: params that moved on since training stop the stage before anything is removed."""
+"""Stage export: the artifact models/export/, everything needed to classify photos elsewhere
+(write_artifact), each format scored on the decoded test images beside the Keras model (so a
+difference is the conversion's alone). Params that moved on since training stop the stage."""
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -54,10 +53,16 @@ def main():
                    for name, file in FORMATS.items()}
     for name in FORMATS:
         print(f"export: {name}: {metrics[name]}, {timing[name]}")
-    metrics["int8_goals"] = int8_goals(metrics, knobs)
+    float32, int8 = metrics["tflite_float32"], metrics["tflite_int8"]
+    drop, ratio = float32["accuracy"] - int8["accuracy"], float32["size_bytes"] / int8["size_bytes"]
+    metrics["int8_goals"] = {
+        "accuracy_drop": drop, "accuracy_drop_max": knobs.int8_accuracy_drop_max,
+        "accuracy_met": drop <= knobs.int8_accuracy_drop_max,
+        "size_ratio": ratio, "size_ratio_min": knobs.int8_size_ratio_min,
+        "size_met": ratio >= knobs.int8_size_ratio_min}
     metrics["test_images"] = len(labels)
     write_json(paths.EXPORT_REPORTS / "metrics.json", metrics)
-    timing["tflite_threads"] = serving.tflite_threads(knobs.tflite_threads)
+    timing["tflite_threads"] = knobs.tflite_threads or os.cpu_count()  # serving's default
     write_timing(paths.EXPORT_REPORTS, timing)
 
 
@@ -114,18 +119,8 @@ def format_metrics(probabilities, keras_probabilities, labels, threshold, path):
             "size_bytes": size_bytes(path)}
 
 
-def int8_goals(metrics, knobs):
-    drop = metrics["tflite_float32"]["accuracy"] - metrics["tflite_int8"]["accuracy"]
-    ratio = metrics["tflite_float32"]["size_bytes"] / metrics["tflite_int8"]["size_bytes"]
-    return {"accuracy_drop": drop, "accuracy_drop_max": knobs.int8_accuracy_drop_max,
-            "accuracy_met": drop <= knobs.int8_accuracy_drop_max,
-            "size_ratio": ratio, "size_ratio_min": knobs.int8_size_ratio_min,
-            "size_met": ratio >= knobs.int8_size_ratio_min}
-
-
 def measure(classifier, images, batch_size, latency_runs):
-    """(probabilities (N, K) of every image, batch_size at a time; timings of that and of
-    single images)."""
+    """(probabilities of every image, batch_size at a time; timings of that and of one image)."""
     classifier(images[:1])  # warm-up: the first call builds the graph or allocates the tensors
     start = time.perf_counter()
     probabilities = np.concatenate([classifier(images[i:i + batch_size])
@@ -204,9 +199,8 @@ def _in_name_order(archive):
 
 
 def convert_tflite(saved_model, representative_images=None):
-    """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); representative_images
-    (uint8 squares, calibrating ranges) make it int8: uint8 pixels in, probabilities out in
-    1/256 steps."""
+    """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); int8 with
+    representative_images (calibrating ranges): uint8 pixels in, probabilities in 1/256 steps."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
                                                          signature_keys=[serving.RESIZED_ENDPOINT])
     if representative_images is not None:

@@ -27,7 +27,7 @@ OUTPUTS = (paths.RAW, paths.MANIFEST.parent, paths.SPLIT, paths.DECODED, paths.F
 
 def main():
     fetch = params.load().fetch
-    with locked(paths.RAW.parent, "fetch"):  # one fetch or validate at a time in this project
+    with locked("fetch", paths.RAW.parent):  # one fetch or validate at a time in this project
         path, checked = locate(fetch)
         clear_the_way()
         staging = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=paths.RAW.parent))

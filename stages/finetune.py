@@ -5,13 +5,14 @@ import keras
 from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, train_dataset
 from catsdogs.decoded import load_decoded
+from catsdogs.files import locked
 from catsdogs.models import count_params, save_model, seed_everything
-from catsdogs.training import distribution, fit, one_run, start_finetune_phase
+from catsdogs.training import distribution, fit, start_finetune_phase
 
 
 def main():
     p = params.load()
-    with one_run("finetune"):
+    with locked("finetune"):
         strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
         batch_size, seed = p.train.batch_size, p.train.seed
         augment, finetune = augmentation(p.augment), p.finetune

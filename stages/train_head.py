@@ -3,13 +3,14 @@ unit for two classes, a softmax over more), trained on augmented batches."""
 from catsdogs import params, paths
 from catsdogs.data import augmentation, eval_split, train_dataset
 from catsdogs.decoded import load_decoded
+from catsdogs.files import locked
 from catsdogs.models import save_model, seed_everything
-from catsdogs.training import distribution, fit, one_run, start_head_phase
+from catsdogs.training import distribution, fit, start_head_phase
 
 
 def main():
     p = params.load()
-    with one_run("train_head"):
+    with locked("train_head"):
         strategy = distribution(p.train.distribute)  # first: mirrored may split the CPU
         backbone, batch_size, seed = p.model.backbone, p.train.batch_size, p.train.seed
         head = p.train_head

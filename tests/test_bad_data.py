@@ -509,8 +509,9 @@ def test_a_bad_archive_is_refused_and_nothing_is_written(tmp_path, monkeypatch, 
     with pytest.raises(SystemExit) as failure:
         fetch.main()
     assert str(archive) in str(failure.value) and message in str(failure.value)
-    # Nothing new anywhere but the (empty) data folder: no data/raw, no partial folder.
-    assert snapshot(tmp_path) == {**before, "work/data": ("dir",)}
+    # Nothing new but the (empty) data folder and fetch's lock: no data/raw, no partial folder.
+    assert snapshot(tmp_path) == {**before, "work/data": ("dir",), "work/.backups": ("dir",),
+                                  "work/.backups/data.lock": ("file", f"{os.getpid()}\n".encode())}
 
 
 def test_a_stream_longer_than_its_limit_is_cut_off(tmp_path):

@@ -168,12 +168,13 @@ def test_a_second_run_stops_at_once_and_the_first_completes(work, tiny_dataset, 
             time.sleep(0.05)
         partial = list((work / "data").glob(fetch.PARTIAL_PREFIX + "*"))
         assert len(partial) == 1
-        lock = "data/ is locked (flock) by another fetch or validate run"
+        lock = f"another run (pid {first.pid}) holds .backups/data.lock"
         started = time.monotonic()
         second = subprocess.run([sys.executable, "-m", "stages.fetch"], cwd=work, env=env(),
                                 capture_output=True, text=True, timeout=60)
         assert second.returncode == 1 and time.monotonic() - started < 30
-        assert second.stderr.strip() == f"fetch: {lock}; wait for it to end, then run again"
+        assert second.stderr.strip() == (f"fetch: {lock}; wait for it to end or stop it, "
+                                         f"then run again")
         with pytest.raises(SystemExit, match=re.escape(f"validate: {lock}")):
             validate.main()
         assert partial[0].is_dir()  # the first run's folder was left alone

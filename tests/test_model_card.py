@@ -98,7 +98,7 @@ def fake_compare(folder, p, evaluated):
 
 
 def fake_export(folder, p, test_images):
-    """export's metrics.json (stages/export.py format_metrics and int8_goals)."""
+    """export's metrics.json (stages/export.py: format_metrics, and main's int8_goals)."""
     metrics = {name: {"accuracy": 0.9 - i / 50, "agreement_with_keras": 1 - i / 100,
                       "max_probability_difference": i / 10, "ece": 0.03 + i / 100,
                       "size_bytes": 8_000_000 // (1 + i)}

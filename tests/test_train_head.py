@@ -17,9 +17,10 @@ import stages.pretrained
 import stages.train_head
 from catsdogs import paths
 from catsdogs.decoded import save_decoded
+from catsdogs.files import locked
 from catsdogs.models import build_classifier, find_base, seed_everything
 from catsdogs.resume import EpochBackup
-from catsdogs.training import class_weights, one_run
+from catsdogs.training import class_weights
 from conftest import ROOT, class_tints, decode_files, make_dataset, tiny_params
 
 EPOCHS = 3
@@ -285,7 +286,7 @@ def test_a_second_run_while_one_trains_stops_at_once_naming_it(
                                 env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 1
         assert second.stderr.strip().splitlines()[-1] == (
-            f"train_head: another run of it (pid {first.pid}) holds .backups/train_head.lock; "
+            f"train_head: another run (pid {first.pid}) holds .backups/train_head.lock; "
             f"wait for it to end or stop it, then run again")
         assert "Traceback" not in second.stderr
         assert "parameters" not in second.stdout  # stopped before building a model
@@ -297,5 +298,5 @@ def test_a_second_run_while_one_trains_stops_at_once_naming_it(
     assert first.returncode == 0, err
     assert "Epoch 2/2" in out and not BACKUP.exists()
     assert keras.models.load_model(paths.HEAD_MODEL)
-    with one_run("train_head"):  # the lock is free again
+    with locked("train_head"):  # the lock is free again
         pass

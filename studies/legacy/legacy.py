@@ -20,10 +20,11 @@ from catsdogs.data import (augmentation, batches_in_order, eval_split, model_inp
                            train_dataset)
 from catsdogs.decoded import load_decoded, read_split
 from catsdogs.evaluation import correct, score
+from catsdogs.files import locked
 from catsdogs.models import (BACKBONES, build_classifier, compile_classifier, find_base,
                              seed_everything, unfreeze_top)
 from catsdogs.reports import write_json
-from catsdogs.training import distribution, fit, one_run, start_head_phase, two_phase
+from catsdogs.training import distribution, fit, start_head_phase, two_phase
 from studies.legacy import params
 
 KERAS_REPORTED = ("accuracy", "loss", "val_accuracy", "val_loss")
@@ -107,7 +108,7 @@ def main():
         raise SystemExit(f"usage: python -m studies.legacy.legacy VARIANT  "
                          f"({' | '.join(variants)})")
     variant = sys.argv[1]
-    with one_run(f"legacy@{variant}"):
+    with locked(f"legacy@{variant}"):
         setup, run_dir = legacy.setup(variant), params.RUNS / variant
         print(f"legacy@{variant}: {setup}")
         model, keras_reported = train(p, legacy, variant, setup, run_dir)

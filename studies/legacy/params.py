@@ -10,7 +10,7 @@ from pydantic import Field, ValidationError, field_validator
 from catsdogs import params, paths
 from catsdogs.params import Epochs, Float, ParamError, Positive, Section, _describe
 
-REPORTS = paths.LEGACY_REPORTS  # legacy.md, metrics.json, curves.png
+REPORTS = paths.REPORTS / "legacy"  # legacy.md, metrics.json, curves.png (readme_results reads it)
 RUNS = REPORTS / "runs"         # <variant>/: dvclive folders, metrics, predictions
 
 Preprocess = Literal["rescale", "backbone"]     # 1/255 (ImageDataGenerator) | preprocess_input
