@@ -195,7 +195,15 @@ def test_the_final_model_is_a_dvc_artifact(reproduced, tmp_path):
     run(["git", "checkout", "--", ".dvc/config"], reproduced)
     (reproduced / ".dvc/config.local").unlink(missing_ok=True)
     run(["git", "tag", "-a", "cats-vs-dogs-classifier@v0.1.0", "-m", "first model"], reproduced)
-    target = tmp_path / "model.keras"
+    target = tmp_path / "export"
     dvc(tmp_path, "artifacts", "get", str(reproduced), "cats-vs-dogs-classifier",
         "--rev", "v0.1.0", "-o", str(target))
-    assert target.read_bytes() == (reproduced / "models/final.keras").read_bytes()
+    # The artifact is the whole folder stage export wrote: the model and what names its classes.
+    exported = reproduced / "models/export"
+    files = sorted(f.relative_to(exported) for f in exported.rglob("*") if f.is_file())
+    assert {"model.keras", "classifier.json", "labels.txt"} <= {str(f) for f in files}
+    assert sorted(f.relative_to(target) for f in target.rglob("*") if f.is_file()) == files
+    for name in files:
+        assert (target / name).read_bytes() == (exported / name).read_bytes(), name
+    assert (target / "model.keras").read_bytes() == \
+        (reproduced / "models/final.keras").read_bytes()
