@@ -112,7 +112,10 @@ def find_base(model):
 def unfreeze_top(base, count, freeze_batchnorm=True):
     """The last `count` layers of the base trainable, BatchNorm frozen unless freeze_batchnorm
     is False (Keras 3 trains a trainable BatchNorm even under training=False, keras#20285).
-    params checks finetune.unfreeze_last against every backbone's layers (BACKBONE_LAYERS)."""
+    Checked here too: a head.keras of another backbone may have fewer layers than params knew."""
+    if not 1 <= count <= len(base.layers):
+        raise ValueError(f"unfreeze_last must be in [1, {len(base.layers)}] for {base.name}, "
+                         f"got {count}")
     base.trainable = True
     for layer in base.layers[:-count]:
         layer.trainable = False

@@ -151,6 +151,13 @@ def test_after_unfreezing_batchnorm_gives_the_same_features_in_training_mode():
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("count", [0, -1, 10_000])
+def test_unfreeze_top_rejects_counts_outside_the_base(count):
+    base = build_base("mobilenet", SIZE, None)
+    with pytest.raises(ValueError, match="unfreeze_last"):
+        unfreeze_top(base, count)
+
+
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_backbone_builds_headless_with_random_weights(name):
     model = build_classifier(name, SIZE, None, dropout=0.3, seed=1, num_classes=2)
