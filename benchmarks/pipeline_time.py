@@ -8,6 +8,7 @@ read from the kernel (os.wait4 reports the largest process of the stage's tree).
 times `dvc repro` with everything up to date. Writes benchmarks/results/pipeline_time.json
 and pipeline_time.md (the README's table). Leaves dvc.lock and the reports of that run.
 """
+import argparse
 import contextlib
 import json
 import os
@@ -42,7 +43,9 @@ def timed(command, cwd=None, log=None):
     return seconds, usage.ru_maxrss / 1024, output  # Linux reports KiB
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     # The stages run `python`: make it this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"

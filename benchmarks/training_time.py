@@ -9,6 +9,7 @@ with the accuracies of reports/compare/metrics.json, and writes
 benchmarks/results/training_time.{json,md,png}, which the README quotes. Runs are one after
 the other on the same machine: compare them as ratios.
 """
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,7 +26,9 @@ def timing(live_dir):
     return read_json(paths.TIMING / f"{paths.slug(live_dir)}.json")
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     p = params.load()
     main_predict = timing(paths.EVALUATE_REPORTS)["final_predict_images_per_second"]
     runs = [(p.model.backbone, paths.HEAD_LIVE, paths.FINETUNE_LIVE, main_predict)]

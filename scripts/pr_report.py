@@ -26,7 +26,8 @@ DEFAULT_PLOTS = [
     "reports/compare/compare.png",
 ]
 # dvc.yaml's top-level plots of the dvclive TSVs: one line per file, x and y named there.
-DEFAULT_CURVES = ["Learning curves, frozen head", "Learning curves, fine-tuning"]
+DEFAULT_CURVES = ["Accuracy, baseline vs frozen head", "Loss, baseline vs frozen head",
+                  "Accuracy, fine-tuning", "Loss, fine-tuning"]
 
 def run(command, what):
     """(stdout, stderr) of command; SystemExit naming what failed and showing its stderr otherwise."""
@@ -90,7 +91,8 @@ def curve_lines(entry):
     y, lines = None, {}
     for row in content["data"]["values"]:
         y = y or next(k for k in row if k not in (x, "rev", "filename"))
-        line = re.sub(rf"(/{re.escape(y)})?\.tsv$", "", row.get("filename", y))  # train, eval
+        line = re.sub(rf"^reports/|/plots/metrics|(/{re.escape(y)})?\.tsv$", "",
+                      row.get("filename", y))  # e.g. baseline/train, finetune/eval
         lines.setdefault(row["rev"], {}).setdefault(line, []).append(
             (float(row[x]), float(row[y])))
     return x, y, {rev: {line: sorted(points) for line, points in by_line.items()}

@@ -158,7 +158,8 @@ def test_the_pr_workflow_reruns_shares_and_reports_only_what_a_param_change_affe
     assert "| 0.85 " in metrics and "| 0.25 " in metrics
     assert names(params) == ["evaluate.val_accuracy_min"]
     assert "second" not in report.lower()  # no timings
-    assert "_Unchanged: `Learning curves, frozen head`, `Learning curves, fine-tuning`._" in report
+    assert ("_Unchanged: `Accuracy, baseline vs frozen head`, `Loss, baseline vs frozen "
+            "head`, `Accuracy, fine-tuning`, `Loss, fine-tuning`._") in report
     assert not (ci / "pr_report_plots").exists()
     assert "![learning curves](reports/evaluate/learning_curves.png)" in report  # its target line
     assert "![roc]" not in report  # the same image as the base's
