@@ -117,16 +117,18 @@ def train_dataset(images, labels, batch_size, augment, seed):
     count, label_tensor = len(labels), tf.constant(labels)  # images: read batch by batch
     steps = math.ceil(count / batch_size)
 
-    def batch(step, order):
+    def batch(step, order, epoch_now):
         indices = order[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
-        batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch.read_value() * steps + step)
+        batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch_now * steps + step)
         return rows_of(images, indices), tf.gather(label_tensor, indices), batch_seed
 
     def epoch_batches(_):
+        # The epoch is read here, once: a variable read inside the parallel map would make
+        # op determinism run that map sequentially (and TensorFlow log an error line).
+        epoch_now = epoch.read_value()
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64),
-            seed=stream_seed(seed, SHUFFLE_STREAM, epoch.read_value()))
-        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order),
+            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM, epoch_now))
+        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order, epoch_now),
                                                 num_parallel_calls=tf.data.AUTOTUNE)
 
     # One element expanding into the epoch's batches: the order is drawn once per epoch;

@@ -48,12 +48,17 @@ def augmented_eval_dataset(images, labels, batch_size, augment, epoch, seed):
     (TrainingData.epoch, set by training.fit), and Keras opens a new iterator per epoch."""
     steps = math.ceil(len(labels) / batch_size)
 
-    def augmented(step, batch):
-        batch_seed = stream_seed(seed, VALIDATION_AUGMENT_STREAM, epoch.read_value() * steps + step)
+    def augmented(step, batch, epoch_now):
+        batch_seed = stream_seed(seed, VALIDATION_AUGMENT_STREAM, epoch_now * steps + step)
         return augment(tf.cast(batch[0], tf.float32), batch_seed), batch[1]
 
-    dataset = batches_in_order(images, labels, batch_size).enumerate()
-    return model_input(dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE))
+    def epoch_batches(_):
+        epoch_now = epoch.read_value()  # once, outside the parallel map: see train_dataset
+        return batches_in_order(images, labels, batch_size).enumerate().map(
+            lambda step, batch: augmented(step, batch, epoch_now),
+            num_parallel_calls=tf.data.AUTOTUNE)
+
+    return model_input(tf.data.Dataset.range(1).flat_map(epoch_batches))
 
 
 def all_layers_model(backbone, image_size, weights, setup, seed):
