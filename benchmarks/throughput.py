@@ -121,7 +121,7 @@ def main():
         def project():
             augment = augmentation(knobs)
             return train_dataset(images, labels, batch_size, augment,
-                                 params.train.seed).batches.repeat()
+                                 params.train.seed).epochs(0, 1000)  # as many as asked for
 
         def old():
             generator = tf.keras.preprocessing.image.ImageDataGenerator(

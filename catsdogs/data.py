@@ -3,7 +3,7 @@ float32 pixels 0-255 (every model preprocesses inside itself), read from the dec
 batch at a time and augmented on the fly."""
 import functools
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import keras
 import numpy as np
@@ -103,8 +103,10 @@ def eval_dataset(images, labels, batch_size):
 
 
 class TrainingData(NamedTuple):
-    batches: tf.data.Dataset  # one epoch of batches, drawn for `epoch`
-    epoch: tf.Variable        # training.fit sets it as each epoch begins
+    epochs: Callable          # epochs(first, stop): those epochs' batches, one after the other
+    steps: int                # batches per epoch
+    epoch: tf.Variable        # training.fit sets it as each epoch begins (the batches do not
+                              # read it; the legacy study's augmented validation does)
     images: int
     batch_size: int
     labels: np.ndarray        # in file order (training.class_weights counts them)
@@ -113,34 +115,34 @@ class TrainingData(NamedTuple):
 def train_dataset(images, labels, batch_size, augment, seed):
     """Shuffled batches, augmented unless augment is None, drawn from (seed, epoch, batch)
     alone: a resumed run's epoch is a straight run's."""
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     count, label_tensor = len(labels), tf.constant(labels)  # images: read batch by batch
     steps = math.ceil(count / batch_size)
 
-    def batch(step, order, epoch_now):
+    def batch(step, order, epoch):
         indices = order[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
-        batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch_now * steps + step)
+        batch_seed = stream_seed(seed, AUGMENT_STREAM, epoch * steps + step)
         return rows_of(images, indices), tf.gather(label_tensor, indices), batch_seed
 
-    def epoch_batches(_):
-        # The epoch is read here, once: a variable read inside the parallel map would make
-        # op determinism run that map sequentially (and TensorFlow log an error line).
-        epoch_now = epoch.read_value()
+    def epoch_batches(epoch):  # the order is drawn once per epoch
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM, epoch_now))
-        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order, epoch_now),
+            tf.range(count, dtype=tf.int64), seed=stream_seed(seed, SHUFFLE_STREAM, epoch))
+        return tf.data.Dataset.range(steps).map(lambda step: batch(step, order, epoch),
                                                 num_parallel_calls=tf.data.AUTOTUNE)
 
-    # One element expanding into the epoch's batches: the order is drawn once per epoch;
-    # the cardinality is declared for Keras' progress.
-    dataset = tf.data.Dataset.range(1).flat_map(epoch_batches).apply(
-        tf.data.experimental.assert_cardinality(steps))
-    if augment is None:
-        dataset = dataset.map(lambda x, y, _: (x, y))
-    else:
-        dataset = dataset.map(lambda x, y, seed: (augment(tf.cast(x, tf.float32), seed), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    return TrainingData(model_input(dataset), epoch, count, batch_size, np.asarray(labels))
+    def epochs(first, stop):
+        # The epoch comes from the dataset itself, not from a variable: under op determinism
+        # a variable read anywhere upstream makes tf.data run every map after it sequentially.
+        dataset = tf.data.Dataset.range(first, stop).flat_map(epoch_batches).apply(
+            tf.data.experimental.assert_cardinality((stop - first) * steps))
+        if augment is None:
+            dataset = dataset.map(lambda x, y, _: (x, y))
+        else:
+            dataset = dataset.map(lambda x, y, seed: (augment(tf.cast(x, tf.float32), seed), y),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+        return model_input(dataset)
+
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    return TrainingData(epochs, steps, epoch, count, batch_size, np.asarray(labels))
 
 
 def eval_split(split, batch_size):

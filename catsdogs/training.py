@@ -112,8 +112,10 @@ def fit(model, train, val, epochs, seed, live_dir, class_weight=None):
         for epoch, logs in enumerate(backup.history):  # epochs an interrupted run finished
             logger.on_epoch_end(epoch, logs)
         start = time.perf_counter()
-        # EpochRandomness orders the batches. Backup last: a kill before it redoes the epoch.
-        model.fit(train.batches, validation_data=val[0], epochs=epochs, class_weight=weights,
+        # One dataset of the epochs left: with steps_per_epoch, Keras keeps its iterator from
+        # epoch to epoch. Backup last: a kill before it redoes the epoch.
+        model.fit(train.epochs(first_epoch, epochs), steps_per_epoch=train.steps,
+                  validation_data=val[0], epochs=epochs, class_weight=weights,
                   initial_epoch=first_epoch, verbose=2, shuffle=False,
                   callbacks=[EpochRandomness(seed, train.epoch), logger, backup])
         seconds = time.perf_counter() - start

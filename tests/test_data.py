@@ -189,9 +189,8 @@ def test_batches_from_disk_equal_batches_from_memory(on_disk):
     for epoch in (0, 3):
         memory, disk = (train_dataset(x, labels, 5, augment, 7)
                         for x in (images, stored))
-        memory.epoch.assign(epoch)
-        disk.epoch.assign(epoch)
-        for a, b in zip(one_pass(memory.batches)[1], one_pass(disk.batches)[1]):
+        for a, b in zip(one_pass(memory.epochs(epoch, epoch + 1))[1],
+                        one_pass(disk.epochs(epoch, epoch + 1))[1]):
             np.testing.assert_array_equal(a, b)
     batches = [one_pass(eval_dataset(x, labels, 5))[0] for x in (images, stored)]
     assert [x.shape for x, _ in batches[0]] == [x.shape for x, _ in batches[1]]
@@ -269,8 +268,9 @@ def test_train_dataset_yields_each_image_once_with_its_label():
     assert train.images == 13
     np.testing.assert_array_equal(train.labels, labels)  # file order, for class weights
     assert train.epoch.numpy() == 0 and not train.epoch.trainable
-    assert train.batches.cardinality().numpy() == 4
-    order, sizes = order_of(train.batches)
+    assert train.steps == 4 and train.epochs(0, 1).cardinality().numpy() == 4
+    assert train.epochs(2, 5).cardinality().numpy() == 12
+    order, sizes = order_of(train.epochs(0, 1))
     assert sizes == [4, 4, 4, 1]
     assert sorted(order) == list(range(13))
     assert list(order) != list(range(13))          # shuffled
@@ -279,37 +279,38 @@ def test_train_dataset_yields_each_image_once_with_its_label():
 def test_train_dataset_order_is_a_function_of_seed_and_epoch():
     images, labels = numbered(13)
     train = train_dataset(images, labels, 4, None, 1)
-    first, _ = order_of(train.batches)
-    again, _ = order_of(train.batches)
+    first, _ = order_of(train.epochs(0, 1))
+    again, _ = order_of(train.epochs(0, 1))
     np.testing.assert_array_equal(first, again)     # same (seed, epoch): same order
-    train.epoch.assign(1)
-    next_epoch, _ = order_of(train.batches)         # the variable is read per pass
+    next_epoch, _ = order_of(train.epochs(1, 2))
     assert list(next_epoch) != list(first)
     assert sorted(next_epoch) == list(range(13))
-    train.epoch.assign(0)
-    np.testing.assert_array_equal(order_of(train.batches)[0], first)   # back: the same again
-    other_seed, _ = order_of(train_dataset(images, labels, 4, None, 2).batches)
+    other_seed, _ = order_of(train_dataset(images, labels, 4, None, 2).epochs(0, 1))
     assert list(other_seed) != list(first)
-    # A fresh pipeline set to the same (seed, epoch), as after a resume: the same order.
+    # A fresh pipeline starting at the same epoch, as after a resume: the same order.
     fresh = train_dataset(images, labels, 4, None, 1)
-    fresh.epoch.assign(1)
-    np.testing.assert_array_equal(order_of(fresh.batches)[0], next_epoch)
+    np.testing.assert_array_equal(order_of(fresh.epochs(1, 2))[0], next_epoch)
 
 
-def test_two_training_pipelines_have_their_own_epochs():
+def test_several_epochs_are_those_epochs_one_after_the_other():
+    """fit takes one dataset of the epochs left (a resumed run: from its first epoch on)."""
     images, labels = numbered(13)
-    first = train_dataset(images, labels, 4, None, 1)
-    second = train_dataset(images, labels, 4, None, 1)
-    before, _ = order_of(first.batches)
-    second.epoch.assign(5)
-    np.testing.assert_array_equal(order_of(first.batches)[0], before)
-    assert list(order_of(second.batches)[0]) != list(before)
+    augment = augmentation(P.Augment(rotation_degrees=20.0, shift_fraction=0.2,
+                                     horizontal_flip=True))
+    train = train_dataset(images, labels, 4, augment, 1)
+    together, _ = one_pass(train.epochs(2, 5))
+    one_by_one = [batch for epoch in (2, 3, 4)
+                  for batch in one_pass(train.epochs(epoch, epoch + 1))[0]]
+    assert len(together) == len(one_by_one) == 12
+    for (x1, y1), (x2, y2) in zip(together, one_by_one):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
 
 
 def test_train_dataset_without_augmentation_gives_the_pixels_unscaled():
     images, labels = numbered(4)
     images[3] = 255
-    _, (out, out_labels) = one_pass(train_dataset(images, labels, 2, None, 0).batches)
+    _, (out, out_labels) = one_pass(train_dataset(images, labels, 2, None, 0).epochs(0, 1))
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, images[(out_labels - 100).astype(int)].astype(np.float32))
 
@@ -394,8 +395,7 @@ def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch()
     labels = np.arange(40, dtype=np.float32)
     augment = augment_from(rotation_degrees=20, shift_fraction=0.2, horizontal_flip=True)
     train = train_dataset(images, labels, 4, augment, 7)
-    train.epoch.assign(3)
-    dataset = train.batches
+    dataset = train.epochs(3, 4)
     first, (first_images, first_labels) = one_pass(dataset)   # ten batches, mapped in parallel
     second, _ = one_pass(dataset)
     assert len(first) == len(second) == 10
@@ -404,16 +404,14 @@ def test_augmented_training_batches_repeat_exactly_for_the_same_seed_and_epoch()
         np.testing.assert_array_equal(y1, y2)
     # Also from a fresh pipeline (a resumed run) ...
     resumed = train_dataset(images, labels, 4, augment, 7)
-    resumed.epoch.assign(3)
-    fresh, _ = one_pass(resumed.batches)
+    fresh, _ = one_pass(resumed.epochs(3, 4))
     for (x1, _), (x2, _) in zip(first, fresh):
         np.testing.assert_array_equal(x1, x2)
     # ... while the images really are augmented, and differ in another epoch.
     assert sorted(first_labels) == list(range(40))
     plain = images[first_labels.astype(int)].astype(np.float32)
     assert not np.allclose(first_images, plain, atol=1e-3)
-    train.epoch.assign(4)
-    _, (other_epoch, _) = one_pass(dataset)
+    _, (other_epoch, _) = one_pass(train.epochs(4, 5))
     assert not np.allclose(other_epoch, first_images, atol=1e-3)
 
 
@@ -424,18 +422,16 @@ def test_each_training_batch_and_epoch_gets_its_own_augmentation_draws():
     images = np.broadcast_to(ramp[None, None, :, None], (16, 8, 8, 3)).copy()
     augment = augment_from(rotation_degrees=0, shift_fraction=0, horizontal_flip=True)
     train = train_dataset(images, np.zeros(16, np.float32), 1, augment, 0)
-    dataset = train.batches
     image = images[0].astype(np.float32)
 
-    def flips():
-        _, (out, _) = one_pass(dataset)
+    def flips(epoch):
+        _, (out, _) = one_pass(train.epochs(epoch, epoch + 1))
         flipped = [np.allclose(o, image[:, ::-1], atol=1e-3) for o in out]
         kept = [np.allclose(o, image, atol=1e-3) for o in out]
         assert all(a or b for a, b in zip(flipped, kept))
         return flipped
 
-    first = flips()
+    first = flips(0)
     assert any(first) and not all(first)
     # ... and new draws each epoch (the images are identical, so the shuffle cannot matter).
-    train.epoch.assign(1)
-    assert flips() != first
+    assert flips(1) != first
