@@ -286,7 +286,7 @@ def card():
 
 
 def main(argv=None):
-    write_or_check(paths.MODEL_CARD, card, "python scripts/model_card.py", __doc__, argv)
+    write_or_check({paths.MODEL_CARD: card}, "python scripts/model_card.py", __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(reproduced
 
     # A forced rerun of everything changes nothing that is tracked: metrics hold what the
     # models do (wall times live in reports/timing/), and the README quotes only those.
-    for name in ("README.md", "scripts/readme_results.py", "scripts/templates",
+    for name in ("README.md", "docs", "scripts/readme_results.py", "scripts/templates",
                  "benchmarks/results"):
         source, target = ROOT / name, project / name
         target.parent.mkdir(parents=True, exist_ok=True)
