@@ -96,8 +96,9 @@ def test_a_fresh_clone_pulls_every_output_from_a_local_remote(reproduced, tmp_pa
 
 def workflow_steps(context):
     """(name, shell script, step env) of .github/workflows/pr-report.yaml's `run:` steps, with
-    ${{ ... }} taken from context (a name missing there fails), `if: env.X != ''` decided,
-    and what cannot run here left out: pip install (the venv is set) and `cml` (not installed)."""
+    ${{ ... }} taken from context (a name missing there fails), `if: A == B` / `A != B` decided
+    (each side '', env.X or a context name), and what cannot run here left out: pip install
+    (the venv is set) and `cml` (not installed)."""
     job = yaml.safe_load((ROOT / ".github/workflows/pr-report.yaml").read_text())["jobs"]["report"]
     expand = lambda text: re.sub(r"\$\{\{\s*([\w.]+)\s*\}\}", lambda m: context[m[1]], text)
     env = {key: expand(str(value)) for key, value in job.get("env", {}).items()}
@@ -106,8 +107,10 @@ def workflow_steps(context):
             continue
         step_env = {**env, **{k: expand(str(v)) for k, v in step.get("env", {}).items()}}
         if "if" in step:
-            name, operator = re.fullmatch(r"env\.(\w+) (!=|==) ''", step["if"]).groups()
-            if (step_env.get(name, "") != "") != (operator == "!="):
+            left, operator, right = re.fullmatch(r"(\S+) (!=|==) (\S+)", step["if"]).groups()
+            value = lambda side: ("" if side == "''" else step_env.get(side[4:], "")
+                                  if side.startswith("env.") else context[side])
+            if (value(left) == value(right)) != (operator == "=="):
                 continue
         script = "\n".join(line for line in expand(step["run"]).splitlines()
                            if not line.lstrip().startswith("cml "))
@@ -133,10 +136,13 @@ def test_the_pr_workflow_reruns_shares_and_reports_only_what_a_param_change_affe
     shutil.copytree(ROOT / "scripts", ci / "scripts")  # the tiny project has no scripts/
     context = {"vars.DVC_REMOTE_URL": url, "vars.PUBLISH_PLOTS": "",
                "secrets.DVC_ACCESS_KEY_ID": "testing", "secrets.DVC_SECRET_ACCESS_KEY": "testing",
-               "secrets.GITHUB_TOKEN": "unused", "github.base_ref": "base-branch"}
+               "secrets.GITHUB_TOKEN": "unused", "github.base_ref": "base-branch",
+               "github.repository": "team/cats-dogs",  # not a fork: the comment step is kept
+               "github.event.pull_request.head.repo.full_name": "team/cats-dogs"}
+    summary = tmp_path / "step_summary.md"  # what GitHub shows on the run's page
     outputs = {}
     for name, script, step_env in workflow_steps(context):
-        env = {**project_env(ci), **step_env,
+        env = {**project_env(ci), **step_env, "GITHUB_STEP_SUMMARY": str(summary),
                "AWS_ENDPOINT_URL": s3_endpoint}  # moto standing in for AWS
         result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                                 cwd=ci, env=env, capture_output=True, text=True)
@@ -150,6 +156,7 @@ def test_the_pr_workflow_reruns_shares_and_reports_only_what_a_param_change_affe
     assert {"evaluate", "compare_report"} <= set(shared.split(", "))  # their results now shared
 
     report = (ci / "report.md").read_text()
+    assert summary.read_text() == report
     metrics, params = report.split("## ")[1:3]
     names = lambda table: [line.split("|")[2].strip() for line in table.splitlines()
                            if line.startswith("| ")][1:]  # metric / param names, header dropped
