@@ -134,7 +134,9 @@ def test_plots_are_embedded_and_missing_ones_skipped(repo):
 
 def test_changed_learning_curves_are_drawn_base_dashed_head_solid(repo):
     out = repo / "out" / "report.md"
-    result = pr_report(repo, "HEAD~1", "HEAD", "--out", str(out))
+    result = pr_report(repo, "HEAD~1", "HEAD", "--out", str(out),  # this repo's two curves
+                       "--curve", "Learning curves, frozen head",
+                       "--curve", "Learning curves, fine-tuning")
     assert result.returncode == 0, result.stderr
     report = out.read_text()
     section = report.split("## Learning curves")[1].split("## ")[0]
