@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: pipeline test lock
+.PHONY: pipeline test test-fast lock
 
 $(VENV)/.installed: requirements.lock
 	python3 -m venv $(VENV)
@@ -17,8 +17,13 @@ $(VENV)/.installed: requirements.lock
 pipeline: $(VENV)/.installed
 	$(BIN)/dvc repro
 
+# The full suite on two workers (pytest-xdist; a test file's tests share one); test-fast: the tests marked neither slow nor
+# real_data (no dvc repro, no stage run, no real data), to run while editing.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow and not real_data"
 
 lock:
 	rm -rf .venv-lock

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -43,6 +44,30 @@ def timed(command, cwd=None, log=None):
     return seconds, usage.ru_maxrss / 1024, output  # Linux reports KiB
 
 
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    memory = next((int(line.split()[1]) / 2**20 for line in open("/proc/meminfo")
+                   if line.startswith("MemTotal")), None)
+    return {"cores": os.cpu_count(), "cpu": cpu,
+            "memory_gib": round(memory, 1) if memory else None,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def cpu_times():
+    """The machine's CPU time so far (/proc/stat): user ... steal, in clock ticks."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def busy_and_stolen(before):
+    """Shares of the CPU time since cpu_times() gave `before` that was busy, and that the
+    host took from this virtual machine (steal): other work on the machine shows in them."""
+    spent = [now - then for now, then in zip(cpu_times(), before)]
+    idle = spent[3] + spent[4]  # idle, iowait
+    return {"busy_share": round(1 - idle / sum(spent), 3),
+            "steal_share": round(spent[7] / sum(spent), 3)}
+
+
 def main(argv=None):
     argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
@@ -51,7 +76,7 @@ def main(argv=None):
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     stages = subprocess.run(DVC + ["stage", "list", "--name-only"], check=True,
                             capture_output=True, text=True).stdout.split()
-    rows = []
+    rows, load_before, start = [], os.getloadavg(), cpu_times()
     for stage in stages:
         print(f"{stage} ...", flush=True)
         seconds, peak_mib, _ = timed(DVC + ["repro", "--force", "--single-item", stage])
@@ -61,8 +86,12 @@ def main(argv=None):
     if "didn't change" not in output and "up to date" not in output.lower():
         print(f"warning: the no-op repro did something:\n{output}")
     total = sum(r["seconds"] for r in rows)
-    report = {"stages": rows, "full_seconds": round(total, 1), "noop_seconds": round(noop_seconds, 1),
-              "cores": os.cpu_count()}
+    # The state of the machine while it ran: its CPU, the load before, what it used and lost.
+    state = {**machine(), **busy_and_stolen(start),
+             "load_before": [round(x, 2) for x in load_before],
+             "load_after": [round(x, 2) for x in os.getloadavg()]}
+    report = {"stages": rows, "full_seconds": round(total, 1),
+              "noop_seconds": round(noop_seconds, 1), "cores": os.cpu_count(), "machine": state}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline_time.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["| stage | wall time (s) | peak memory (MiB) |", "| --- | ---: | ---: |"]

@@ -27,7 +27,6 @@ deleted at the end unless --keep.
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from dvc.repo import Repo
 import yaml
 from PIL import Image
 
-from pipeline_time import timed  # this folder is on sys.path when a script here runs
+from pipeline_time import machine, timed  # this folder is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -215,16 +214,6 @@ def label(multiple):
     return f"{multiple:g}x"
 
 
-def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    memory = next((int(line.split()[1]) / 2**20 for line in open("/proc/meminfo")
-                   if line.startswith("MemTotal")), None)
-    return {"cores": os.cpu_count(), "cpu": cpu,
-            "memory_gib": round(memory, 1) if memory else None,
-            "python": platform.python_version(), "platform": platform.platform()}
-
-
 def table(report):
     sizes = [run["multiple"] for run in report["runs"]]
     base = sizes[0]
@@ -302,6 +291,30 @@ def speedup(report):
     return lines
 
 
+def run_multiple(workdir, multiple, report, args):
+    """The stages on `multiple` times the real dataset (and --before's data stages)."""
+    source = workdir / "sources" / label(multiple)
+    counts = subset(workdir / "pool", source, multiple)
+    images = sum(counts.values())
+    source_mb = sum(f.stat().st_size for f in source.rglob("*.jpg")) / 2**20
+    project = workdir / "projects" / label(multiple)
+    before = workdir / "projects" / f"{label(multiple)}-before"  # with --before
+    raw = make_project(project, source, min(counts.values()), source_mb)
+    report.update(image_size=raw["model"]["image_size"], batch_size=raw["train"]["batch_size"])
+    print(f"{label(multiple)}: {images:,} images, {source_mb:,.0f} MB, project {project}",
+          flush=True)
+    run = {"multiple": multiple, "images": images, "per_class": counts,
+           "source_mb": round(source_mb, 1), "stages": run_stages(project, TARGET, args.stages)}
+    if args.before:
+        make_project(before, source, min(counts.values()), source_mb, args.before)
+        print(f"{label(multiple)}, the data stages of {args.before}:", flush=True)
+        run["before"] = run_stages(before, DATA_TARGET)
+    if not args.keep:  # its data/ and models/ can be GBs
+        for folder in (project, before):
+            shutil.rmtree(folder, ignore_errors=True)
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 4, 16],
@@ -345,28 +358,7 @@ def main():
         print(f"generating {label(sizes[-1])} the real dataset ...", flush=True)
         report["generation"] = generate(workdir / "pool", sizes[-1], args.seed)
         for multiple in sizes:
-            source = workdir / "sources" / label(multiple)
-            counts = subset(workdir / "pool", source, multiple)
-            images = sum(counts.values())
-            source_mb = sum(f.stat().st_size for f in source.rglob("*.jpg")) / 2**20
-            project = workdir / "projects" / label(multiple)
-            before = workdir / "projects" / f"{label(multiple)}-before"  # with --before
-            raw = make_project(project, source, min(counts.values()), source_mb)
-            report.update(image_size=raw["model"]["image_size"],
-                          batch_size=raw["train"]["batch_size"])
-            print(f"{label(multiple)}: {images:,} images, {source_mb:,.0f} MB, project "
-                  f"{project}", flush=True)
-            run = {"multiple": multiple, "images": images, "per_class": counts,
-                   "source_mb": round(source_mb, 1),
-                   "stages": run_stages(project, TARGET, args.stages)}
-            if args.before:
-                make_project(before, source, min(counts.values()), source_mb, args.before)
-                print(f"{label(multiple)}, the data stages of {args.before}:", flush=True)
-                run["before"] = run_stages(before, DATA_TARGET)
-            report["runs"].append(run)
-            if not args.keep:  # its data/ and models/ can be GBs
-                for folder in (project, before):
-                    shutil.rmtree(folder, ignore_errors=True)
+            report["runs"].append(run_multiple(workdir, multiple, report, args))
     finally:
         if not args.keep:
             for path in made:

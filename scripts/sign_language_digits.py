@@ -203,7 +203,6 @@ def collect(rev, out):
     from ruamel.yaml import YAML
     from catsdogs.decoded import DecodedImages
     from catsdogs.models import seed_everything
-
     fs = DVCFileSystem(str(ROOT), rev=rev)
     p = params.parse(YAML(typ="safe", pure=True).load(fs.read_text(str(paths.PARAMS))))
     classes, model = sorted(p.classes), p.model

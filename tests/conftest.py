@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import yaml
+from filelock import FileLock
 from PIL import Image
 
 from catsdogs import params as P
@@ -141,19 +142,39 @@ class Reproduced(NamedTuple):
     output: str    # what `dvc repro` printed
 
 
+def built_once(tmp_path_factory, name, build):
+    """build(folder) -> str, run once per test run: under pytest-xdist (make test) the workers
+    share the folder, built by the first that needs it while the others wait for it. Returns
+    (folder, what build returned)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's folder, above every worker's own
+    folder, done = base / name, base / f"{name}.built"
+    with FileLock(base / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a failed build's leftovers
+            folder.mkdir()
+            done.write_text(build(folder))
+    return folder, done.read_text()
+
+
 @pytest.fixture(scope="session")
 def reproduced_project(tmp_path_factory, write_params):
     """A tiny project (tiny_params with REPRODUCED_CHANGES) after ONE full `dvc repro`, its
-    results committed. Shared by the whole session: read it, never change it; a test that
-    runs anything in a project works on copy_project(reproduced_project.path, ...)."""
-    root = tmp_path_factory.mktemp("reproduced")
-    dataset = make_dataset(root / "tiny_dataset")
-    repo = make_project(root / "project", dataset, write_params)
-    write_params(repo, dataset, **REPRODUCED_CHANGES)
-    output = dvc(repo, "repro")
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "results of dvc repro"], repo)
-    yield Reproduced(repo, dataset, output)
+    results committed. Shared by the whole run: read it, never change it; a test that runs
+    anything in a project works on copy_project(reproduced_project.path, ...)."""
+    def build(root):
+        dataset = make_dataset(root / "tiny_dataset")
+        repo = make_project(root / "project", dataset, write_params)
+        write_params(repo, dataset, **REPRODUCED_CHANGES)
+        output = dvc(repo, "repro")
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "results of dvc repro"], repo)
+        return output
+
+    root, output = built_once(tmp_path_factory, "reproduced", build)
+    repo = root / "project"
+    yield Reproduced(repo, root / "tiny_dataset", output)
     # A test that changed it would have changed what later tests start from.
     assert run(["git", "status", "--porcelain"], repo).stdout == "", "a test changed it"
 
@@ -177,15 +198,17 @@ def exported_project(tmp_path_factory, write_params):
     """test_export.make_exported_project's folder, made once: test_export and test_predict
     each work on a copy (shutil.copytree) of it."""
     from test_export import make_exported_project
-    return make_exported_project(tmp_path_factory.mktemp("exported") / "project", write_params)
+    build = lambda root: str(make_exported_project(root / "project", write_params))  # noqa: E731
+    return Path(built_once(tmp_path_factory, "exported", build)[1])
 
 
 @pytest.fixture(scope="session")
 def exported_three_classes(tmp_path_factory, write_params):
     """The same with three classes (test_export.THREE_CLASSES)."""
     from test_export import THREE_CLASSES, make_exported_project
-    return make_exported_project(tmp_path_factory.mktemp("exported3") / "project", write_params,
-                                 THREE_CLASSES)
+    build = lambda root: str(make_exported_project(root / "project", write_params,  # noqa: E731
+                                                   THREE_CLASSES))
+    return Path(built_once(tmp_path_factory, "exported3", build)[1])
 
 
 def project_env(project):

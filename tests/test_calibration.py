@@ -85,6 +85,7 @@ def test_reliability_diagram_draws_empty_bins(tmp_path):
         assert image.format == "PNG" and image.width > 300
 
 
+@pytest.mark.slow
 def test_the_confusion_figure_grows_with_the_classes(tmp_path):
     sizes = {}
     for k in (2, 20):

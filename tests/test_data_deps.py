@@ -2,10 +2,13 @@
 new pixels under the same names, images added to or removed from a local source."""
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from catsdogs.data import decode_image
 from conftest import CLASS_TINT, dvc, write_image
+
+pytestmark = pytest.mark.slow
 
 DATA_STAGES = ["fetch", "validate", "split", "decode"]
 

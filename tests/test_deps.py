@@ -55,8 +55,10 @@ def has_code(path):
 
 
 def code_of(script):
-    """The script and the project files it imports, transitively."""
-    found, todo = set(), [script]
+    """The script, its packages' __init__.py (`python -m` runs them first) and the project
+    files they import, transitively."""
+    packages = [folder / "__init__.py" for folder in script.parents if ROOT in folder.parents]
+    found, todo = set(), [script, *(init for init in packages if init.is_file())]
     while todo:
         path = todo.pop()
         if path in found:
@@ -84,7 +86,8 @@ def test_code_deps_are_exactly_the_imported_modules(name):
 @pytest.mark.parametrize("name", sorted(DVC_YAML))
 def test_no_stage_imports_another_stage(name):
     script = stage_script(DVC_YAML[name])
-    others = [p for p in code_of(script) if p.startswith("stages/") and ROOT / p != script]
+    others = [p for p in code_of(script) if p.startswith("stages/") and ROOT / p != script
+              and p != "stages/__init__.py"]
     assert others == []
 
 
@@ -111,3 +114,17 @@ def test_scoring_stages_do_not_depend_on_the_training_code(name):
     """A change to fitting or resume code does not rerun evaluate or export."""
     code = code_of(stage_script(DVC_YAML[name]))
     assert {"catsdogs/training.py", "catsdogs/resume.py"} & code == set()
+
+
+def test_every_function_fits_in_sixty_lines_and_the_data_stages_in_250():
+    """Issue 20's reading budget: a function reads on one screen, fetch and validate on two."""
+    long = [f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1})"
+            for folder in ("catsdogs", "stages", "studies", "scripts", "benchmarks")
+            for path in sorted((ROOT / folder).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > 60]
+    assert long == []
+    lines = {name: len((ROOT / "stages" / f"{name}.py").read_text().splitlines())
+             for name in ("fetch", "validate")}
+    assert max(lines.values()) <= 250, lines

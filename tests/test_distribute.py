@@ -102,6 +102,7 @@ def runs(tmp_path_factory, decoded):
     return outcome
 
 
+@pytest.mark.slow
 def test_mirrored_trains_on_two_devices_to_the_single_device_metrics(runs):
     (single, single_output), (mirrored, mirrored_output) = runs["none"], runs["mirrored"]
     for name, live in (("train_head", paths.HEAD_LIVE), ("finetune", paths.FINETUNE_LIVE)):
@@ -147,6 +148,7 @@ runpy.run_module("stages.train_head", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_an_interrupted_mirrored_run_keeps_one_backup_and_resumes_to_the_same_model(
         runs, tmp_path, decoded):
     directory = prepare(tmp_path / "resumed", decoded, train__distribute="mirrored")
@@ -168,6 +170,7 @@ def test_an_interrupted_mirrored_run_keeps_one_backup_and_resumes_to_the_same_mo
         np.testing.assert_allclose(a, b, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_a_batch_smaller_than_the_replicas_stops_before_training(tmp_path, decoded):
     # 8 validation images in batches of 7: the last holds 1, and one replica would get none.
     directory = prepare(tmp_path / "project", decoded, train__distribute="mirrored",
@@ -223,6 +226,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_workers_on_loopback_connect_and_keras_fit_fails_as_documented():
     """What README says of the multi-machine path: the workers form one cluster, and Keras
     3's fit fails on it (keras-team/keras#20585). If fit works, this fails: then Keras fixed

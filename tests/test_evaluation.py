@@ -337,6 +337,7 @@ def test_mcnemar_exact_p_values(only_a, only_b, p_value):
     assert mcnemar(b, a, 0.05)["p_value"] == pytest.approx(p_value)  # symmetric
 
 
+@pytest.mark.slow
 def test_mcnemar_agrees_with_scipy_and_keeps_the_committed_p_values():
     """scipy.stats.binomtest is the library answer: ours agrees to rounding (it is exact in
     integers, binomtest is not bit for bit: 4 of the committed study p-values differ from it

@@ -25,6 +25,8 @@ from catsdogs.models import build_classifier, compile_classifier, find_base, sav
 from catsdogs.models import seed_everything
 from conftest import CLASS_TINT, ROOT, decode_files, write_image
 
+pytestmark = pytest.mark.slow
+
 # Float formats do the same arithmetic in another order: probabilities within 1e-5 of the
 # Keras model's for the real one, a little more for this sharper tiny one.
 FLOAT_TOLERANCE, REAL_FLOAT_TOLERANCE = 5e-5, 1e-5

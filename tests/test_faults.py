@@ -18,6 +18,8 @@ import yaml
 
 from conftest import dvc, make_dataset, make_project, project_env
 
+pytestmark = pytest.mark.slow
+
 EPOCHS = 4
 HISTORY = "reports/train_head/plots/metrics/train/loss.tsv"
 TIMING = {"seconds", "train_images_per_second", "resumed_after_epoch"}

@@ -419,6 +419,7 @@ def test_a_url_that_is_no_http_url_is_refused_before_anything_happens(
     assert_accounted(work, source_files(tiny_dataset))
 
 
+@pytest.mark.slow
 def test_url_schemes_are_case_insensitive_and_the_query_is_no_part_of_the_name(
         tmp_path, work, tiny_dataset, write_params):
     # RFC 3986: HTTPS:// is https://. The cache holds the zip under the last segment of the

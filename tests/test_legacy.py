@@ -154,6 +154,7 @@ def test_preprocess_input_variant_feeds_the_backbone_its_own_range():
     assert not rescales_by_1_255(scaling) and np.min(scaling(x)) < 0  # MobileNetV2: [-1, 1]
 
 
+@pytest.mark.slow
 def test_a_variant_saved_takes_raw_pixels_with_its_scaling_inside(tmp_path):
     model, _, x = built("old_setup")
     save_model(model, tmp_path / "old_setup.keras")
@@ -207,6 +208,7 @@ def study(reproduced_project, tmp_path_factory, write_params):
     return project, dataset, dvc(project, "repro", STUDY)
 
 
+@pytest.mark.slow
 def test_study_runs_the_main_stages_it_needs_then_its_own(study):
     project, _, output = study
     # Here the main stages were up to date: the study ran its own stages only.
@@ -220,6 +222,7 @@ def test_study_runs_the_main_stages_it_needs_then_its_own(study):
     assert "compare" not in plan
 
 
+@pytest.mark.slow
 def test_the_report_sets_each_variant_beside_what_was_reported(study):
     project = study[0]
     report = (project / "reports/legacy/legacy.md").read_text()
@@ -235,6 +238,7 @@ def test_the_report_sets_each_variant_beside_what_was_reported(study):
     assert "reports/legacy/metrics.json" in dvc(project, "metrics", "show", "--json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant, live_dirs", [("old_setup", ["train"]),
                                                 ("seed_solution", ["head", "finetune"])])
 def test_each_run_keeps_its_curves_clean_scores_and_test_predictions(study, variant, live_dirs):
@@ -266,6 +270,7 @@ def one_variant_changed(study, write_params):
         write_params(project, dataset, **TINY_STUDY)
 
 
+@pytest.mark.slow
 def test_changing_one_variant_reruns_only_it(study, write_params):
     assert "up to date" in dvc(study[0], "status", STUDY)
     with one_variant_changed(study, write_params) as project:
@@ -274,6 +279,7 @@ def test_changing_one_variant_reruns_only_it(study, write_params):
     assert stale == [f"{STUDY}:legacy@all_four", f"{STUDY}:legacy_report"], status
 
 
+@pytest.mark.slow
 def test_the_intervals_params_rerun_only_the_report(study, write_params):
     project, dataset, _ = study
     write_params(project, dataset, **TINY_STUDY, evaluate__bootstrap_resamples=500)
@@ -285,6 +291,7 @@ def test_the_intervals_params_rerun_only_the_report(study, write_params):
     assert stale == [f"{STUDY}:legacy_report"], status
 
 
+@pytest.mark.slow
 def test_main_repro_leaves_a_stale_study_alone(study, write_params):
     def would_run(*targets):
         # --keep-going: past the compare stages, whose inputs this study never made.

@@ -60,6 +60,7 @@ def test_head_is_pooling_dropout_sigmoid_on_a_frozen_base():
     assert model.loss == "binary_crossentropy"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_classes", [3, 5])
 def test_more_classes_get_a_softmax_unit_each(num_classes):
     model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1,
@@ -74,6 +75,7 @@ def test_more_classes_get_a_softmax_unit_each(num_classes):
     assert model.loss == "sparse_categorical_crossentropy"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_the_model_preprocesses_raw_pixels_as_the_backbone_expects(name):
     """Every model takes 0-255 pixels: its first layer, `preprocess`, does what the backbone's
@@ -106,6 +108,7 @@ np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, num_classes", [("mobilenet_v2", 2), ("mobilenet", 3),
                                                ("efficientnet_b0", 5)])
 def test_a_saved_model_gives_the_same_probabilities_on_raw_pixels_without_this_project(
@@ -158,6 +161,7 @@ def test_unfreeze_top_rejects_counts_outside_the_base(count):
         unfreeze_top(base, count)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_backbone_builds_headless_with_random_weights(name):
     model = build_classifier(name, SIZE, None, dropout=0.3, seed=1, num_classes=2)
@@ -184,6 +188,7 @@ def test_missing_imagenet_weights_fail_naming_both_files(offline_efficientnet):
     assert str(converted_weights_file("efficientnet_b0")) in str(error.value)
 
 
+@pytest.mark.slow
 def test_without_the_official_file_a_converted_one_is_used(offline_efficientnet):
     keras.utils.set_random_seed(3)
     donor = build_base("efficientnet_b0", SIZE, None)
@@ -235,6 +240,7 @@ def config_objects(node):
             yield from config_objects(value)
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_classifier_saves_as_keras_without_code_and_loads_in_safe_mode(tmp_path):
     model = build_classifier("mobilenet_v2", SIZE, None, dropout=0.3, seed=1, num_classes=2)
     unfreeze_top(find_base(model), 20)
@@ -278,6 +284,7 @@ def test_the_keras_cache_is_keras_home_else_dot_keras(monkeypatch, tmp_path):
     assert paths.keras_cache() == Path.home() / ".keras"
 
 
+@pytest.mark.slow
 def test_a_saved_model_is_byte_for_byte_the_same_when_saved_again(tmp_path):
     """Keras stamps the time and memory addresses into a .keras file; save_model does not, so
     an identical rerun leaves the model's hash in dvc.lock unchanged."""

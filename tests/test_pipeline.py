@@ -1,6 +1,7 @@
 """End to end: `dvc repro` on tiny data in a temporary copy of the project."""
 import io
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, dvc, make_project, project_env, run
+from conftest import ROOT, class_tints, dvc, make_dataset, make_project, project_env, run
+
+pytestmark = pytest.mark.slow
 
 STAGES = ["fetch", "validate", "split", "decode", "pretrained",
           "pretrained_compare@efficientnet_b0", "baseline", "train_head", "finetune",
@@ -95,11 +98,12 @@ def test_repro_runs_every_stage_then_only_what_a_param_change_touches(reproduced
     run([sys.executable, "scripts/readme_results.py", "--check"], project)
 
 
-def test_more_classes_run_end_to_end_through_dvc_repro_and_predict(multiclass_dataset, tmp_path,
-                                                                   write_params):
-    """3, then 5 classes: fetch to export through `dvc repro`, then the installed command's
-    code classifies the test folder from another directory with the artifact alone."""
-    dataset, classes = multiclass_dataset
+def test_more_classes_run_end_to_end_through_dvc_repro_and_predict(tmp_path, write_params):
+    """5 classes: fetch to export through `dvc repro`, then the installed command's code
+    classifies the test folder from another directory with the artifact alone. (3 classes go
+    through train_head, export and predict in their own tests.)"""
+    tints = class_tints(5)
+    dataset, classes = make_dataset(tmp_path / "five_classes", tints=tints), sorted(tints)
     project = make_project(tmp_path / "project", dataset, write_params)
     write_params(project, dataset, classes=classes, compare__backbones=["mobilenet"])
     dvc(project, "repro")
@@ -128,3 +132,14 @@ def test_more_classes_run_end_to_end_through_dvc_repro_and_predict(multiclass_da
     predicted = pd.read_csv(io.StringIO(result.stdout), dtype={"class": str})
     assert len(predicted) == len(test) and set(predicted["class"]) <= set(classes)
     assert [f"p_{name}" for name in classes] == [c for c in predicted if c.startswith("p_")]
+
+
+def test_the_readme_headline_metrics_command_shows_the_headline_metrics(reproduced_copy):
+    """README's short `dvc exp show` (the full metrics table has hundreds of columns)."""
+    command = next(line.split("#")[0] for line in (ROOT / "README.md").read_text().splitlines()
+                   if line.startswith("dvc exp show --md --drop"))
+    header = dvc(reproduced_copy, *shlex.split(command)[1:]).splitlines()[0]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns == ["Experiment", "final.train_accuracy", "final.val.accuracy",
+                       "final.test.accuracy", "baseline.train_accuracy", "baseline.val.accuracy",
+                       "baseline.test.accuracy", "targets.all_met"]

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pr_report.py"
 # `python` in the stage's cmd must be this interpreter (it has pyyaml), venv activated or not.
 ENV = {**os.environ, "DVC_NO_ANALYTICS": "1",

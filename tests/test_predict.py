@@ -20,11 +20,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import catsdogs
 from catsdogs import paths, predict, serving
 from catsdogs.data import decode_image
 from conftest import CLASS_TINT, ROOT, write_image
 from test_deps import code_of
 from test_export import REAL_FLOAT_TOLERANCE, TINTS
+
+pytestmark = pytest.mark.slow
 
 # The artifact folder (its default: float32 TFLite) and each model in it.
 MODELS = ["artifact", *(f"artifact/{name}" for name in
@@ -240,3 +243,25 @@ def test_real_photos_with_the_real_artifact_in_every_format(tmp_path, capsys):
         np.testing.assert_allclose([a["p_dogs"] for a in given[model]],
                                    [a["p_dogs"] for a in given[models[1]]],
                                    atol=REAL_FLOAT_TOLERANCE)
+
+
+def test_tensorflow_start_up_prints_no_cuda_probe_lines_but_every_other_line():
+    """catsdogs (imported first by predict and by every stage through stages/__init__.py)
+    drops the lines TensorFlow's CUDA probe writes to fd 2, which TF_CPP_MIN_LOG_LEVEL cannot
+    hide; any other line written meanwhile still reaches stderr, in order."""
+    start_up = "import tensorflow as tf; tf.constant(1); print('done')"
+    quiet = subprocess.run([sys.executable, "-c", f"import stages; {start_up}"], cwd=ROOT,
+                           capture_output=True, text=True, check=True)
+    assert quiet.stdout == "done\n"
+    assert [line for line in quiet.stderr.splitlines()
+            if catsdogs.CUDA_PROBE_LINES.search(line)] == []
+    probe_line = ("I0000 00:00:1.2 9 cudart_stub.cc:31] Could not find cuda drivers on your "
+                  "machine, GPU will not be used.\n")
+    script = ("import os, catsdogs\nwith catsdogs.cuda_probe_lines_dropped():\n"
+              f"    os.write(2, b'first real line\\n' + {probe_line.encode()!r} + "
+              "b'second real line\\n')\n"
+              "    raise SystemExit('the error itself')\n")
+    held = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert held.returncode == 1
+    assert held.stderr == "first real line\nsecond real line\nthe error itself\n"

@@ -18,6 +18,8 @@ from test_bad_data import (animated_gif, bomb_png, corrupt_jpeg, gray16_png, ima
                            rgb16_png, truncated_jpeg)
 from test_fetch_safety import without_root_override
 
+pytestmark = pytest.mark.slow
+
 MEMORY_CAP = 8 * 1024 ** 3  # address space: TensorFlow reserves ~2 GB; /dev/zero read whole: all
 TIME_CAP = 300              # seconds; a FIFO opened would block forever
 BYTE_CAP_MB = 0.05          # --max-file-mb for these runs: big.png is over it

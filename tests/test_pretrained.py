@@ -15,6 +15,8 @@ from catsdogs import paths
 from catsdogs.models import BACKBONES
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 SIZE = 128  # a size both MobileNets have ImageNet weights for (the params check it)
 OFFICIAL = BACKBONES["mobilenet_v2"].weights_file.format(size=SIZE)
 CONVERTED = "mobilenet_v2_imagenet_notop.weights.h5"

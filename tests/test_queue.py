@@ -11,7 +11,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import dvc, project_env, run
+
+pytestmark = pytest.mark.slow
 
 DVC = [sys.executable, "-m", "dvc"]
 

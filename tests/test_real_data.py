@@ -21,6 +21,8 @@ from catsdogs.models import (BACKBONES, build_classifier, compile_classifier, fi
 from catsdogs.training import fit
 from conftest import decode_files
 
+pytestmark = pytest.mark.real_data
+
 BACKBONE, SIZE = "mobilenet_v2", 160
 ZIP = paths.keras_cache() / "datasets" / "cats_and_dogs_filtered.zip"
 WEIGHTS = paths.keras_cache() / "models" / BACKBONES[BACKBONE].weights_file.format(size=SIZE)

@@ -18,6 +18,8 @@ import yaml
 
 from conftest import ROOT, copy_project, dvc, project_env, run
 
+pytestmark = pytest.mark.slow
+
 BUCKET = "dvc-remote"
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 

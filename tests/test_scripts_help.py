@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
 SKIPPED = {".git", ".venv", "__pycache__", ".pytest_cache"}
@@ -26,6 +28,7 @@ def test_every_script_is_found():
             "training_time.py"} <= {script.name for script in SCRIPTS}
 
 
+@pytest.mark.slow
 def test_help_prints_usage_and_changes_no_file():
     before = snapshot()
     runs = {script: subprocess.Popen([sys.executable, script, "--help"], cwd=ROOT,

@@ -84,6 +84,7 @@ def test_the_experiment_changes_only_the_dataset(tmp_path):
         "validate.min_images_per_class=3"
 
 
+@pytest.mark.slow
 def test_linear_probe_tells_tinted_classes_apart(tmp_path):
     """Frozen random-init MobileNetV2 features of tiny tinted images (the real run: ImageNet
     weights): the probe is a proper classifier, better than chance by far."""

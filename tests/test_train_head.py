@@ -23,6 +23,8 @@ from catsdogs.resume import EpochBackup
 from catsdogs.training import class_weights
 from conftest import ROOT, class_tints, decode_files, make_dataset, tiny_params
 
+pytestmark = pytest.mark.slow
+
 EPOCHS = 3
 OTHER_LEARNING_RATE = 0.01   # the committed train_head.learning_rate is 0.001
 TSVS = [f"{folder}/{metric}.tsv" for folder in ("train", "eval") for metric in ("accuracy", "loss")]

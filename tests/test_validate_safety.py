@@ -16,6 +16,7 @@ import sys
 from contextlib import contextmanager
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from catsdogs.files import named
@@ -198,6 +199,7 @@ def test_one_bad_file_is_one_quarantine_line_whatever_pillow_raises(tmp_path, wr
 # ---------------------------------------------------------------------------------------
 # 6. Unreadable files and folders in data/raw: quarantined with a reason, never "empty".
 
+@pytest.mark.slow
 def test_unreadable_files_and_folders_are_quarantined_with_a_reason(tmp_path, write_params):
     raw = make_dataset(tmp_path / "data/raw", per_class={"train": 2, "validation": 2})
     locked = raw / "train/cats/locked.jpg"
