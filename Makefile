@@ -17,8 +17,8 @@ $(VENV)/.installed: requirements.lock
 pipeline: $(VENV)/.installed
 	$(BIN)/dvc repro
 
-# The full suite on two workers (pytest-xdist; a test file's tests share one); test-fast: the tests marked neither slow nor
-# real_data (no dvc repro, no stage run, no real data), to run while editing.
+# The full suite on two workers (pytest-xdist; a test file's tests share one). test-fast: the
+# tests marked neither slow nor real_data (no dvc, no training run), to run while editing.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

@@ -21,21 +21,30 @@ every label measured so far, side by side.
 """
 import argparse
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from throughput import CLASSES, RESULTS, new_model, write_images  # puts the project on sys.path
+from throughput import RESULTS, imagenet_if_cached, new_model, train_images  # sys.path too
 
 from catsdogs import params as P
-from catsdogs.data import augmentation, image_decoder, train_dataset
-from catsdogs.models import BACKBONES, seed_everything
-from catsdogs.paths import keras_cache
+from catsdogs.data import augmentation, train_dataset
+from catsdogs.models import seed_everything
+
+
+def with_epochs(data):
+    """data, or for the code before issue 23 (one epoch's `batches`; run this script in a
+    checkout of it for the `before` label) the same with its steps and epochs(first, stop)."""
+    if hasattr(data, "epochs"):
+        return data
+    return SimpleNamespace(steps=math.ceil(data.images / data.batch_size),
+                           epochs=lambda first, stop: data.batches.repeat(stop - first))
 
 
 def seconds(work, repeats=2):
@@ -72,8 +81,9 @@ def step_parts(model):
 
 def profile_phase(params, phase, weights, images, labels):
     batch_size, seed = params.train.batch_size, params.train.seed
-    augmented = train_dataset(images, labels, batch_size, augmentation(params.augment), seed)
-    plain = train_dataset(images, labels, batch_size, None, seed)
+    augmented = with_epochs(train_dataset(images, labels, batch_size,
+                                          augmentation(params.augment), seed))
+    plain = with_epochs(train_dataset(images, labels, batch_size, None, seed))
     steps = augmented.steps
     in_memory = [(tf.cast(x, tf.float32), y) for x, y in plain.epochs(0, 1)]
     model = new_model(params, phase, weights)
@@ -126,19 +136,12 @@ def main():
     parser.add_argument("--images-per-class", type=int, default=1000)
     args = parser.parse_args()
     params = P.load()
-    size = params.model.image_size
-    weights_file = keras_cache() / "models" / BACKBONES[params.model.backbone] \
-        .weights_file.format(size=size)
-    weights = "imagenet" if weights_file.is_file() else None
+    size, weights = params.model.image_size, imagenet_if_cached(params)
     seed_everything(params.train.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        source = write_images(Path(tmp), args.images_per_class)
-        paths = sorted(Path(tmp).rglob("*.jpg"))
-        decode = image_decoder(size)
-        images = np.stack([decode(path.read_bytes()).numpy() for path in paths])
-    labels = np.array([float(path.parent.name == CLASSES[1]) for path in paths], "float32")
-    print(f"{len(paths)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
-    report = {"setup": {"images": len(paths), "source": source, "weights": weights,
+        images, labels, source = train_images(Path(tmp), args.images_per_class, size)
+    print(f"{len(labels)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
+    report = {"setup": {"images": len(labels), "source": source, "weights": weights,
                         "cores": os.cpu_count(), "backbone": params.model.backbone,
                         "image_size": size, "batch_size": params.train.batch_size},
               "phases": {}}

@@ -16,13 +16,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pipeline_time  # this folder is on sys.path when a script here runs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "fresh_clone.json"
@@ -31,15 +32,9 @@ COMMANDS = (("make_pipeline_seconds", ["make", "pipeline"]),
 
 
 def machine():
-    """'<cores> cores (<cpu>), <memory> GiB RAM', from /proc where there is one."""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-        memory = next(int(line.split()[1]) / 2**20 for line in open("/proc/meminfo")
-                      if line.startswith("MemTotal"))
-        return f"{os.cpu_count()} cores ({cpu}), {memory:.1f} GiB RAM"
-    except (OSError, StopIteration):
-        return f"{os.cpu_count()} cores ({platform.processor() or platform.machine()})"
+    """'<cores> cores (<cpu>), <memory> GiB RAM'."""
+    state = pipeline_time.machine()
+    return f"{state['cores']} cores ({state['cpu']}), {state['memory_gib']} GiB RAM"
 
 
 def timed(command, cwd, env, log):

@@ -63,6 +63,23 @@ def write_images(folder, per_class):
     return f"synthetic JPEGs (no {ZIP_NAME} in the Keras cache)"
 
 
+def train_images(folder, per_class, image_size):
+    """(images as validate decodes them, labels, where they came from): write_images(folder)."""
+    source = write_images(folder, per_class)
+    paths = sorted(folder.rglob("*.jpg"))
+    decode = image_decoder(image_size)
+    images = np.stack([decode(path.read_bytes()).numpy() for path in paths])
+    labels = np.array([float(path.parent.name == CLASSES[1]) for path in paths], "float32")
+    return images, labels, source
+
+
+def imagenet_if_cached(params):
+    """'imagenet' when the Keras cache holds the backbone's weights, else None (random)."""
+    spec, size = BACKBONES[params.model.backbone], params.model.image_size
+    return "imagenet" if (keras_cache() / "models" / spec.weights_file.format(size=size)) \
+        .is_file() else None
+
+
 def new_model(params, phase, weights, augment_layers=None):
     """The stage's model for `phase` (0-255 pixels in, as every model takes them); with
     augment_layers, they run inside the model too."""
@@ -180,9 +197,7 @@ def main():
     args = parser.parse_args()
     params = P.load()
     size = params.model.image_size
-    spec = BACKBONES[params.model.backbone]
-    weights_file = keras_cache() / "models" / spec.weights_file.format(size=size)
-    weights = "imagenet" if weights_file.is_file() else None
+    weights = imagenet_if_cached(params)
     if args.no_determinism:
         keras.utils.set_random_seed(params.train.seed)
     else:
@@ -192,19 +207,15 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        source = write_images(folder, args.images_per_class)
-        paths = sorted(str(p) for p in folder.rglob("*.jpg"))
-        labels = np.array([float(Path(p).parent.name == CLASSES[1]) for p in paths], "float32")
-        print(f"{len(paths)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
-        decode = image_decoder(size)  # what validate keeps of each file
-        images = np.stack([decode(Path(path).read_bytes()).numpy() for path in paths])
+        images, labels, source = train_images(folder, args.images_per_class, size)
+        print(f"{len(labels)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
         pipelines = input_pipelines(params, folder, images, labels, args.steps)
         best, by_round = measure(params, weights, pipelines, args.rounds, args.steps)
 
     print(f"\n{'':34} {'images/s':>9}")
     for name, speed in best.items():
         print(f"{name:34} {speed:9.1f}")
-    report = {"setup": {"images": len(paths), "source": source, "weights": weights,
+    report = {"setup": {"images": len(labels), "source": source, "weights": weights,
                         "steps": args.steps, "rounds": args.rounds,
                         "batch_size": params.train.batch_size, "image_size": size,
                         "backbone": params.model.backbone, "cores": os.cpu_count(),

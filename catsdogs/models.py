@@ -53,15 +53,19 @@ def imagenet_base(name, image_size):
     official = paths.keras_cache() / "models" / spec.weights_file.format(size=image_size)
 
     def damaged(file, error, remedy):
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
         return WeightsUnavailable(f"ImageNet weights for {name} at {image_size}px: {file} is "
-                                  f"damaged or not {name}'s ({str(error).splitlines()[0]}); "
-                                  f"{remedy}")
+                                  f"damaged or not {name}'s ({reason}); {remedy}")
     try:
         return spec.constructor(input_shape=(image_size, image_size, 3), include_top=False,
                                 weights="imagenet"), official
     except Exception as error:  # Keras raises a bare Exception when the download fails
         if "fetch failure" not in str(error):
-            raise damaged(official, error, "delete it; Keras downloads it again") from None
+            # Reading the cached file failed (h5py's OSError, Keras' ValueError on other
+            # shapes); anything else is no damaged file: as it is.
+            if official.is_file() and isinstance(error, (OSError, ValueError)):
+                raise damaged(official, error, "delete it; Keras downloads it again") from None
+            raise
         official_error = error
     converted = converted_weights_file(name)
     if not converted.is_file():

@@ -91,6 +91,11 @@ def load_keras(path):
         raise BadModel(f"{path}: not a readable Keras model ({one_line(error)})") from None
 
 
+def tflite_threads(threads=None):
+    """The TFLite interpreter's threads: as given, else one per core."""
+    return threads or os.cpu_count()
+
+
 class KerasClassifier(Classifier):
     """A .keras model taking RGB 0-255 (its preprocessing is a layer inside)."""
 
@@ -136,7 +141,7 @@ class TFLiteClassifier(Classifier):
         # From bytes, TFLite verifies the flatbuffer (from a path it does not, and a file cut
         # short can crash the process).
         self.interpreter = tf.lite.Interpreter(model_content=content,
-                                               num_threads=threads or os.cpu_count())
+                                               num_threads=tflite_threads(threads))
         self.interpreter.allocate_tensors()  # a model whose ops do not fit fails here
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

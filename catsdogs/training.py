@@ -59,7 +59,8 @@ def check_last_batches(replicas, batch_size, **counts):
 
 
 class EpochRandomness(keras.callbacks.Callback):
-    """As each epoch begins, set the input's epoch and reseed dropout from (seed, epoch)."""
+    """As each epoch begins, reseed dropout from (seed, epoch) and set the epoch variable
+    (the training batches carry their epoch; the legacy study's augmented validation reads it)."""
 
     def __init__(self, seed, epoch):
         super().__init__()
@@ -114,10 +115,13 @@ def fit(model, train, val, epochs, seed, live_dir, class_weight=None):
         start = time.perf_counter()
         # One dataset of the epochs left: with steps_per_epoch, Keras keeps its iterator from
         # epoch to epoch. Backup last: a kill before it redoes the epoch.
-        model.fit(train.epochs(first_epoch, epochs), steps_per_epoch=train.steps,
-                  validation_data=val[0], epochs=epochs, class_weight=weights,
-                  initial_epoch=first_epoch, verbose=2, shuffle=False,
-                  callbacks=[EpochRandomness(seed, train.epoch), logger, backup])
+        if first_epoch < epochs:
+            model.fit(train.epochs(first_epoch, epochs), steps_per_epoch=train.steps,
+                      validation_data=val[0], epochs=epochs, class_weight=weights,
+                      initial_epoch=first_epoch, verbose=2, shuffle=False,
+                      callbacks=[EpochRandomness(seed, train.epoch), logger, backup])
+        else:  # killed after the last epoch's backup: its weights are the run's end
+            backup.on_train_end()
         seconds = time.perf_counter() - start
         live.summary.update(count_params(model))
     # Throughput counts training images only; the time includes per-epoch validation.

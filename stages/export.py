@@ -3,7 +3,6 @@
 difference is the conversion's alone). Params that moved on since training stop the stage."""
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -62,7 +61,7 @@ def main():
         "size_met": ratio >= knobs.int8_size_ratio_min}
     metrics["test_images"] = len(labels)
     write_json(paths.EXPORT_REPORTS / "metrics.json", metrics)
-    timing["tflite_threads"] = knobs.tflite_threads or os.cpu_count()  # serving's default
+    timing["tflite_threads"] = serving.tflite_threads(knobs.tflite_threads)
     write_timing(paths.EXPORT_REPORTS, timing)
 
 

@@ -39,6 +39,9 @@ def main():
             metrics = write_reports(table, accepted, result, near, classes)
             if problems := too_few_accepted(table, metrics, classes, knobs):
                 raise SystemExit("validate: " + "; ".join(problems))
+            if accepted["pixels_row"].isna().any():  # the rules quarantine every file not decoded
+                raise RuntimeError("validate: accepted but not decoded: "
+                                   f"{list(accepted['path'][accepted['pixels_row'].isna()])}")
             with replaced(paths.MANIFEST.parent) as folder:  # whole or not at all
                 folder.mkdir()
                 accepted.drop(columns=INTERNAL).to_csv(folder / paths.MANIFEST.name, index=False)

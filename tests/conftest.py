@@ -149,12 +149,18 @@ def built_once(tmp_path_factory, name, build):
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # this run's folder, above every worker's own
-    folder, done = base / name, base / f"{name}.built"
+    folder, done, failed = base / name, base / f"{name}.built", base / f"{name}.failed"
     with FileLock(base / f"{name}.lock"):
+        if failed.exists():  # once is enough: the first worker's error, not a second build
+            raise AssertionError(f"building {name} failed in another worker:\n"
+                                 f"{failed.read_text()}")
         if not done.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a failed build's leftovers
             folder.mkdir()
-            done.write_text(build(folder))
+            try:
+                done.write_text(build(folder))
+            except BaseException as error:
+                failed.write_text(repr(error)[-5000:])
+                raise
     return folder, done.read_text()
 
 
@@ -175,8 +181,10 @@ def reproduced_project(tmp_path_factory, write_params):
     root, output = built_once(tmp_path_factory, "reproduced", build)
     repo = root / "project"
     yield Reproduced(repo, root / "tiny_dataset", output)
-    # A test that changed it would have changed what later tests start from.
-    assert run(["git", "status", "--porcelain"], repo).stdout == "", "a test changed it"
+    # A test that changed it would have changed what later tests start from. (No optional
+    # locks: the other worker may be copying the repo meanwhile.)
+    assert run(["git", "--no-optional-locks", "status", "--porcelain"], repo).stdout == "", \
+        "a test changed it"
 
 
 def copy_project(source, target):

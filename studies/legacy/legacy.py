@@ -53,7 +53,9 @@ def augmented_eval_dataset(images, labels, batch_size, augment, epoch, seed):
         return augment(tf.cast(batch[0], tf.float32), batch_seed), batch[1]
 
     def epoch_batches(_):
-        epoch_now = epoch.read_value()  # once, outside the parallel map: see train_dataset
+        # Read once per epoch. Under op determinism tf.data then runs the map below on one
+        # thread (see data.train_dataset): the validation split is small, and it stays as it was.
+        epoch_now = epoch.read_value()
         return batches_in_order(images, labels, batch_size).enumerate().map(
             lambda step, batch: augmented(step, batch, epoch_now),
             num_parallel_calls=tf.data.AUTOTUNE)
