@@ -1,17 +1,15 @@
 """params.yaml, checked up front by a pydantic schema: every stage starts with `load()`, so a
 bad value stops the run with one message (key, value, what is allowed) before heavy work."""
-import re
-import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal, Optional
-from urllib.parse import urlsplit
 
-from PIL import Image
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
                       model_validator)
 from ruamel.yaml import YAML, YAMLError
 
 from catsdogs import paths
+from catsdogs.param_values import (distinct, distinct_folders, download_url, folder_name,
+                                   no_tilde, pillow_format)
 
 # Layers of each headless backbone (tests check them against Keras): unfreeze_last's maximum.
 BACKBONE_LAYERS = {"mobilenet_v2": 154, "mobilenet": 86, "efficientnet_b0": 237}
@@ -26,37 +24,6 @@ class ParamError(SystemExit):
     """A bad knob: the stage stops with the message alone, no traceback."""
 
 
-def _distinct(items):
-    if len(set(items)) != len(items):
-        raise ValueError("items must be distinct")
-    return items
-
-
-def _distinct_folders(names):
-    # Folders that differ only in case are one folder on macOS's and Windows' file systems.
-    seen = {}
-    for name in names:
-        if (first := seen.setdefault(name.casefold(), name)) != name:
-            raise ValueError(f"{first!r} and {name!r} differ only in case: one folder on a "
-                             f"case-insensitive file system (macOS, Windows); rename one")
-    return names
-
-
-def _folder_name(name):
-    # A class name is a folder name under data/raw/<split>/, a CSV value read back as text
-    # and one line of the artifact's labels.txt: no control characters (newline, tab, ...).
-    if name != name.strip() or name in (".", "..") or any(c in name for c in "/\\") or \
-            any(unicodedata.category(c) == "Cc" for c in name):
-        raise ValueError("must be a plain folder name: no /, \\ or control characters "
-                         "(newline, tab, NUL), not . or .., no spaces at either end")
-    if name == "images":  # reports/split/metrics.json: <split>_images beside <split>_<class>
-        raise ValueError("'images' is taken: the split's metrics count <split>_images; "
-                         "rename the folder")
-    if len(name.encode()) > 255:
-        raise ValueError("is longer than a folder name may be (255 bytes)")
-    return name
-
-
 Float = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[Float, Field(gt=0)]
 Fraction = Annotated[Float, Field(ge=0, lt=1)]
@@ -64,8 +31,8 @@ Fraction = Annotated[Float, Field(ge=0, lt=1)]
 Epochs = Annotated[int, Field(ge=1, le=1000)]  # >= 1: a phase without one has no metrics
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy and pandas take 32-bit seeds
 Megabytes = Annotated[Float, Field(gt=0, le=1_048_576)]  # up to 1 TiB
-ClassName = Annotated[str, Field(min_length=1), AfterValidator(_folder_name)]
-Distinct = AfterValidator(_distinct)
+ClassName = Annotated[str, Field(min_length=1), AfterValidator(folder_name)]
+Distinct = AfterValidator(distinct)
 BackboneName = Literal["mobilenet_v2", "mobilenet", "efficientnet_b0"]
 
 
@@ -74,43 +41,10 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-def _download_url(url):
-    scheme = url.partition("://")[0] if "://" in url else ""
-    if scheme.lower() not in ("http", "https"):  # schemes are case-insensitive (RFC 3986)
-        raise ValueError("must be an http(s):// URL; a local folder or zip goes in fetch.path "
-                         "(with fetch.url: null), where DVC tracks it")
-    if not re.fullmatch(r"[\w.%+@=,-]+", name := download_name(url)) or not name.strip("."):
-        raise ValueError(f"its path must end in a file name, the download's name in the Keras "
-                         f"cache (letters, digits, . _ - + % @ = , and not . or ..), not {name!r}")
-    return url
-
-
-def download_name(url):
-    """The download's file name in the Keras cache: the last segment of the URL's path."""
-    return urlsplit(url).path.rpartition("/")[2]
-
-
-def _no_tilde(path):
-    if path.startswith("~"):
-        raise ValueError("DVC does not expand ~ (it would look for a folder named ~ in the "
-                         "project): write the full path")
-    return path
-
-
-def _pillow_format(name):
-    Image.init()  # every plugin registers its name
-    if name not in Image.OPEN:  # e.g. 'png' (Pillow's 'PNG') or 'jpg' (its 'JPEG')
-        guess = Image.registered_extensions().get("." + name.lower(), name.upper())
-        raise ValueError("is not a format Pillow opens; " + (
-            f"Pillow calls it {guess!r}" if guess in Image.OPEN
-            else f"Pillow's names are {', '.join(sorted(Image.OPEN))}"))
-    return name
-
-
 class Fetch(Section):
     # url (downloaded) or, when null, path: a fetch dependency either way, so DVC sees changes.
-    url: Optional[Annotated[str, AfterValidator(_download_url)]]
-    path: Annotated[str, Field(min_length=1), AfterValidator(_no_tilde)]
+    url: Optional[Annotated[str, AfterValidator(download_url)]]
+    path: Annotated[str, Field(min_length=1), AfterValidator(no_tilde)]
     sha256: Optional[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = None
     max_file_mb: Megabytes
     max_total_mb: Megabytes
@@ -118,7 +52,7 @@ class Fetch(Section):
 
 class Validate(Section):
     # Pillow's format names (an MPO, a JPEG with more frames, counts as JPEG: stages/validate.py)
-    formats: Annotated[list[Annotated[str, AfterValidator(_pillow_format)]], Field(min_length=1),
+    formats: Annotated[list[Annotated[str, AfterValidator(pillow_format)]], Field(min_length=1),
                        Distinct]
     min_side_px: Annotated[int, Field(ge=1, le=4096)]
     max_aspect_ratio: Annotated[Float, Field(ge=1, le=100)]  # longer side / shorter side
@@ -195,7 +129,7 @@ class Params(Section):
     # Folder names; their sorted order gives labels 0, 1, ... (two: one sigmoid unit; more:
     # a softmax over them).
     classes: Annotated[list[ClassName], Field(min_length=2, max_length=MAX_CLASSES), Distinct,
-                       AfterValidator(_distinct_folders)]
+                       AfterValidator(distinct_folders)]
     fetch: Fetch
     validate_: Validate = Field(alias="validate")  # `validate` is a BaseModel method
     split: Split

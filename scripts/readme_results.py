@@ -443,15 +443,21 @@ def speed_findings():
 
 def epoch_profile_figures():
     """The fine-tuning epoch's input cost, and epoch / limit before and after issue 23."""
-    profiles = {label: read_json(Path(str(EPOCH_PROFILE).format(label)))["phases"]
-                for label in ("before", "after")}
+    profiles = {label: read_json(path).get("phases") for label in ("before", "after")
+                if (path := Path(str(EPOCH_PROFILE).format(label))).is_file()}
+    if "after" not in profiles:
+        return {"input_alone": "(not measured)", "input_not_hidden": "(not measured)",
+                "epoch_seconds": "(not measured)",
+                "profile_change": not_measured(EPOCH_PROFILE, "epoch_profile.py --label after")}
     parts = profiles["after"]["finetune"]["parts_seconds"]
+    ratios = {label: per_phase({PHASES[phase]: phases[phase]["epoch_over_limit"]
+                                for phase in PHASES}, "x") for label, phases in profiles.items()}
     return {"input_alone": f"{parts['reading rows'] + parts['augmentation']:.1f} s",
             "input_not_hidden": f"{parts['input not hidden']:.1f} s",
             "epoch_seconds": f"{profiles['after']['finetune']['measured_seconds']['epoch']:.1f} s",
-            **{f"profile_{label}": per_phase({PHASES[phase]: phases[phase]["epoch_over_limit"]
-                                              for phase in PHASES}, "x")
-               for label, phases in profiles.items()}}
+            "profile_change": (f"{ratios['before']} before, {ratios['after']} after"
+                               if "before" in ratios else
+                               f"{ratios['after']} (the code before it: not measured yet)")}
 
 
 def scale_findings():

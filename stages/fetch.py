@@ -15,6 +15,7 @@ from pathlib import Path
 
 from catsdogs import params, paths
 from catsdogs.files import in_the_way, locked, named, walk
+from catsdogs.param_values import download_name
 from catsdogs.reports import write_json, write_text
 from catsdogs.unzip import MB, TooLarge, copy_limited, unpack
 
@@ -89,7 +90,7 @@ def within(path, folder):
 
 def download(url, sha256):
     """The zip at url in the Keras cache (downloaded if needed), and whether Keras checked it."""
-    filename, cache = params.download_name(url), paths.keras_cache()
+    filename, cache = download_name(url), paths.keras_cache()
     cached = cache / "datasets" / filename
     if cache.is_dir() and not os.access(cache, os.W_OK):
         # keras.utils.get_file would quietly switch to /tmp/.keras and miss this cache.

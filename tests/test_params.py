@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from catsdogs import params as P
+from catsdogs.param_values import download_name
 from conftest import ROOT, changed
 
 COMMITTED = P.read(ROOT / "params.yaml")
@@ -410,4 +411,4 @@ def test_a_url_whose_path_ends_in_no_plain_file_name_is_refused(url, name):
 ])
 def test_the_keras_cache_name_is_the_last_segment_of_the_urls_path(url, name):
     assert P.parse(with_value("fetch.url", url)).fetch.url == url
-    assert P.download_name(url) == name
+    assert download_name(url) == name
