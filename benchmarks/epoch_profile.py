@@ -134,7 +134,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="now", help="the results file's suffix")
     parser.add_argument("--images-per-class", type=int, default=1000)
+    parser.add_argument("--tables-only", action="store_true",
+                        help="measure nothing: rewrite epoch_profile.md from the JSON files")
     args = parser.parse_args()
+    if args.tables_only:
+        return write_tables()
     params = P.load()
     size, weights = params.model.image_size, imagenet_if_cached(params)
     seed_everything(params.train.seed)
@@ -150,11 +154,17 @@ def main():
         report["phases"][phase] = profile_phase(params, phase, weights, images, labels)
     target = RESULTS.with_name(f"epoch_profile-{args.label}.json")
     target.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {target}")
+    write_tables()
+
+
+def write_tables():
+    """epoch_profile.md from every epoch_profile-<label>.json measured so far."""
     reports = {path.stem.split("-", 1)[1]: json.loads(path.read_text())
                for path in sorted(RESULTS.parent.glob("epoch_profile-*.json"))}
     RESULTS.with_name("epoch_profile.md").write_text(markdown(reports))
     print(markdown(reports))
-    print(f"-> {target} and epoch_profile.md")
+    print("-> epoch_profile.md")
 
 
 def markdown(reports):

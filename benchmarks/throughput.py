@@ -34,7 +34,7 @@ from catsdogs.data import augmentation, image_decoder, train_dataset  # noqa: E4
 from catsdogs.models import (BACKBONES, build_classifier, compile_classifier,  # noqa: E402
                              find_base, seed_everything, unfreeze_top)
 from catsdogs.paths import keras_cache  # noqa: E402
-from pipeline_time import machine  # noqa: E402
+from pipeline_time import busy_and_stolen, cpu_times, machine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 ZIP_NAME = "cats_and_dogs_filtered.zip"
@@ -210,7 +210,11 @@ def main():
         images, labels, source = train_images(folder, args.images_per_class, size)
         print(f"{len(labels)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
         pipelines = input_pipelines(params, folder, images, labels, args.steps)
+        load_before, start = os.getloadavg(), cpu_times()
         best, by_round = measure(params, weights, pipelines, args.rounds, args.steps)
+        # Other work on the host slows whole rounds: the state of the machine while it ran.
+        state = {**busy_and_stolen(start), "load_before": [round(x, 2) for x in load_before],
+                 "load_after": [round(x, 2) for x in os.getloadavg()]}
 
     print(f"\n{'':34} {'images/s':>9}")
     for name, speed in best.items():
@@ -219,7 +223,8 @@ def main():
                         "steps": args.steps, "rounds": args.rounds,
                         "batch_size": params.train.batch_size, "image_size": size,
                         "backbone": params.model.backbone, "cores": os.cpu_count(),
-                        "cpu": machine()["cpu"], "op_determinism": not args.no_determinism},
+                        "cpu": machine()["cpu"], "op_determinism": not args.no_determinism,
+                        "machine": state},
               "images_per_second": {k: round(v, 1) for k, v in best.items()},
               "ratios": ratios(best, by_round)}
     results_file.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +240,10 @@ def markdown(report):
              f"{setup['steps']} steps (best of {setup['rounds']} rounds), "
              f"{setup['images']} {'real' if 'real' in setup['source'] else 'synthetic'} images, "
              f"{setup['cores']} cores ({setup['cpu']}), op determinism "
-             f"{'on' if setup['op_determinism'] else 'off'}.", "",
+             f"{'on' if setup['op_determinism'] else 'off'}."
+             + (f" While it ran: busy share {state['busy_share']}, steal share "
+                f"{state['steal_share']}, load {state['load_before'][0]} before."
+                if (state := setup.get("machine")) else ""), "",
              "| phase | project img/s | old img/s | tutorial img/s | limit img/s "
              "| project / limit time (<= 1.10) | the same, each round "
              "| project / old time (<= 0.5) | project / tutorial time (<= 1.0) |",

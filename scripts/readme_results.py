@@ -68,6 +68,7 @@ DATA_SPEEDUP_MIN = 1.6            # issue 13: validate + decode against the code
 DATA_SPEEDUP_AT = 4               # this multiple of the real dataset
 TRAINING_STAGES = ("baseline", "train_head", "finetune", "compare@")  # dvc.yaml names (prefixes)
 LIGHT_STAGES = ("split", "compare_report")  # stages that do not load TensorFlow
+RATIO_TOLERANCE = 0.03  # a project / limit round this far below 1 is the machine, not the code
 PHASES = {"head": "head", "finetune": "fine-tune"}  # throughput.json's phases, as worded
 
 
@@ -438,7 +439,19 @@ def speed_findings():
                                   for phase, rounds in by_round.items()),
         "limit_verdict": verdict_of({phase: max(rounds) for phase, rounds in by_round.items()},
                                     THROUGHPUT_GOAL_MAX["limit"]),
+        "limit_steadiness": steadiness(by_round),
         "limit_over_old": per_phase(limit_over_old), **epoch_profile_figures()})
+
+
+def steadiness(by_round):
+    """What the rounds' spread says: the project cannot beat the limit on a steady machine."""
+    lowest = min(min(rounds) for rounds in by_round.values())
+    if lowest >= 1 - RATIO_TOLERANCE:
+        return ""
+    return (f" A round at {lowest:.2f} (the project faster than the limit, which does less "
+            f"work) means the machine's speed changed within that round: other work on the "
+            f"host (the table's heading gives the busy and steal shares while it ran). These "
+            f"rounds measure the host as much as the code.")
 
 
 def epoch_profile_figures():
