@@ -68,6 +68,13 @@ def busy_and_stolen(before):
             "steal_share": round(spent[7] / sum(spent), 3)}
 
 
+def while_it_ran(before, load_before):
+    """The machine's state over a measurement that began at cpu_times() `before` and
+    os.getloadavg() `load_before`: busy and steal shares, load before and after."""
+    return {**busy_and_stolen(before), "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()]}
+
+
 def main(argv=None):
     argparse.ArgumentParser(description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
@@ -87,9 +94,7 @@ def main(argv=None):
         print(f"warning: the no-op repro did something:\n{output}")
     total = sum(r["seconds"] for r in rows)
     # The state of the machine while it ran: its CPU, the load before, what it used and lost.
-    state = {**machine(), **busy_and_stolen(start),
-             "load_before": [round(x, 2) for x in load_before],
-             "load_after": [round(x, 2) for x in os.getloadavg()]}
+    state = {**machine(), **while_it_ran(start, load_before)}
     report = {"stages": rows, "full_seconds": round(total, 1),
               "noop_seconds": round(noop_seconds, 1), "cores": os.cpu_count(), "machine": state}
     RESULTS.mkdir(parents=True, exist_ok=True)
