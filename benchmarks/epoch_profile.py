@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import keras
 import tensorflow as tf
 
+from pipeline_time import cpu_times, while_it_ran
 from throughput import RESULTS, imagenet_if_cached, new_model, train_images  # sys.path too
 
 from catsdogs import params as P
@@ -149,9 +150,12 @@ def main():
                         "cores": os.cpu_count(), "backbone": params.model.backbone,
                         "image_size": size, "batch_size": params.train.batch_size},
               "phases": {}}
+    load_before, start = os.getloadavg(), cpu_times()
     for phase in ("head", "finetune"):
         print(f"{phase} ...", flush=True)
         report["phases"][phase] = profile_phase(params, phase, weights, images, labels)
+    # Other work on the host slows parts unevenly: the state of the machine while it ran.
+    report["setup"]["machine"] = while_it_ran(start, load_before)
     target = RESULTS.with_name(f"epoch_profile-{args.label}.json")
     target.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {target}")
@@ -161,7 +165,8 @@ def main():
 def write_tables():
     """epoch_profile.md from every epoch_profile-<label>.json measured so far."""
     reports = {path.stem.split("-", 1)[1]: json.loads(path.read_text())
-               for path in sorted(RESULTS.parent.glob("epoch_profile-*.json"))}
+               for path in sorted(RESULTS.parent.glob("epoch_profile-*.json"),  # before first
+                                  key=lambda path: (not path.stem.endswith("-before"), path))}
     RESULTS.with_name("epoch_profile.md").write_text(markdown(reports))
     print(markdown(reports))
     print("-> epoch_profile.md")
@@ -188,6 +193,11 @@ def markdown(reports):
     row("limit: model.fit on the same batches in memory",
         lambda phase: f"{phase['measured_seconds']['limit']:.2f}")
     row("epoch / limit", lambda phase: f"{phase['epoch_over_limit']:.2f}")
+    # A busy host slows the parts unevenly: its state while each label ran, when recorded.
+    states = {label: r["setup"].get("machine") for label, r in reports.items()}
+    lines += ["", "The machine while each ran: " + "; ".join(
+        f"{label}: busy share {state['busy_share']:.2f}, steal {state['steal_share']:.3f}"
+        if state else f"{label}: not recorded" for label, state in states.items()) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,8 @@ from start to end. Both use the Keras cache of the environment ($KERAS_HOME, els
 ~/.keras) for the dataset and the ImageNet weights. Stops at the first command that fails,
 showing its last lines, and writes nothing then. Else writes
 benchmarks/results/fresh_clone.json: {"machine", "make_pipeline_seconds",
-"make_test_seconds", "date", "commit"}, which scripts/readme_results.py quotes in the README.
+"make_test_seconds", "date", "commit", "while_it_ran"} (the machine's busy and steal shares
+and load over both commands), which scripts/readme_results.py quotes in the README.
 Run it with nothing else on the machine: the README compares it with the other timed runs.
 """
 import argparse
@@ -76,12 +77,14 @@ def main(argv=None):
                    check=True)
     subprocess.run(["git", "checkout", "--quiet", commit], cwd=clone, check=True)
     result = {"machine": machine()}
+    load_before, start = os.getloadavg(), pipeline_time.cpu_times()
     for key, command in COMMANDS:
         print(f"{' '.join(command)} ...", flush=True)
         result[key] = round(timed(command, clone, env, workdir / f"{command[-1]}.log"), 1)
         print(f"  {result[key] / 60:.1f} min", flush=True)
     result["date"] = datetime.date.today().isoformat()
     result["commit"] = commit
+    result["while_it_ran"] = pipeline_time.while_it_ran(start, load_before)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {args.out}")
