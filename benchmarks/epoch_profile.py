@@ -31,7 +31,7 @@ from types import SimpleNamespace
 import keras
 import tensorflow as tf
 
-from pipeline_time import cpu_times, while_it_ran
+from pipeline_time import started, while_it_ran
 from throughput import RESULTS, imagenet_if_cached, new_model, train_images  # sys.path too
 
 from catsdogs import params as P
@@ -150,12 +150,12 @@ def main():
                         "cores": os.cpu_count(), "backbone": params.model.backbone,
                         "image_size": size, "batch_size": params.train.batch_size},
               "phases": {}}
-    load_before, start = os.getloadavg(), cpu_times()
+    start = started()
     for phase in ("head", "finetune"):
         print(f"{phase} ...", flush=True)
         report["phases"][phase] = profile_phase(params, phase, weights, images, labels)
     # Other work on the host slows parts unevenly: the state of the machine while it ran.
-    report["setup"]["machine"] = while_it_ran(start, load_before)
+    report["setup"]["machine"] = while_it_ran(start)
     target = RESULTS.with_name(f"epoch_profile-{args.label}.json")
     target.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {target}")

@@ -77,14 +77,14 @@ def main(argv=None):
                    check=True)
     subprocess.run(["git", "checkout", "--quiet", commit], cwd=clone, check=True)
     result = {"machine": machine()}
-    load_before, start = os.getloadavg(), pipeline_time.cpu_times()
+    start = pipeline_time.started()
     for key, command in COMMANDS:
         print(f"{' '.join(command)} ...", flush=True)
         result[key] = round(timed(command, clone, env, workdir / f"{command[-1]}.log"), 1)
         print(f"  {result[key] / 60:.1f} min", flush=True)
     result["date"] = datetime.date.today().isoformat()
     result["commit"] = commit
-    result["while_it_ran"] = pipeline_time.while_it_ran(start, load_before)
+    result["while_it_ran"] = pipeline_time.while_it_ran(start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {args.out}")

@@ -68,9 +68,15 @@ def busy_and_stolen(before):
             "steal_share": round(spent[7] / sum(spent), 3)}
 
 
-def while_it_ran(before, load_before):
-    """The machine's state over a measurement that began at cpu_times() `before` and
-    os.getloadavg() `load_before`: busy and steal shares, load before and after."""
+def started():
+    """The machine's counters as a measurement starts: (cpu_times(), os.getloadavg())."""
+    return cpu_times(), os.getloadavg()
+
+
+def while_it_ran(start):
+    """The machine's state since started() gave `start`: busy and steal shares, load before
+    and after."""
+    before, load_before = start
     return {**busy_and_stolen(before), "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()]}
 
@@ -83,7 +89,7 @@ def main(argv=None):
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     stages = subprocess.run(DVC + ["stage", "list", "--name-only"], check=True,
                             capture_output=True, text=True).stdout.split()
-    rows, load_before, start = [], os.getloadavg(), cpu_times()
+    rows, start = [], started()
     for stage in stages:
         print(f"{stage} ...", flush=True)
         seconds, peak_mib, _ = timed(DVC + ["repro", "--force", "--single-item", stage])
@@ -94,7 +100,7 @@ def main(argv=None):
         print(f"warning: the no-op repro did something:\n{output}")
     total = sum(r["seconds"] for r in rows)
     # The state of the machine while it ran: its CPU, the load before, what it used and lost.
-    state = {**machine(), **while_it_ran(start, load_before)}
+    state = {**machine(), **while_it_ran(start)}
     report = {"stages": rows, "full_seconds": round(total, 1),
               "noop_seconds": round(noop_seconds, 1), "cores": os.cpu_count(), "machine": state}
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from catsdogs.data import augmentation, image_decoder, train_dataset  # noqa: E4
 from catsdogs.models import (BACKBONES, build_classifier, compile_classifier,  # noqa: E402
                              find_base, seed_everything, unfreeze_top)
 from catsdogs.paths import keras_cache  # noqa: E402
-from pipeline_time import cpu_times, machine, while_it_ran  # noqa: E402
+from pipeline_time import machine, started, while_it_ran  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 ZIP_NAME = "cats_and_dogs_filtered.zip"
@@ -210,10 +210,10 @@ def main():
         images, labels, source = train_images(folder, args.images_per_class, size)
         print(f"{len(labels)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
         pipelines = input_pipelines(params, folder, images, labels, args.steps)
-        load_before, start = os.getloadavg(), cpu_times()
+        start = started()
         best, by_round = measure(params, weights, pipelines, args.rounds, args.steps)
         # Other work on the host slows whole rounds: the state of the machine while it ran.
-        state = while_it_ran(start, load_before)
+        state = while_it_ran(start)
 
     print(f"\n{'':34} {'images/s':>9}")
     for name, speed in best.items():
