@@ -9,9 +9,11 @@
 
 For the frozen-head phase and the fine-tune phase, each method trains MobileNetV2 (model.*
 params) for --steps steps after a warm-up, on the cats_and_dogs_filtered train split when
-the Keras cache holds it (else generated JPEGs of similar size). Prints images/s and the
-ratios, and writes benchmarks/results/throughput.json. Op determinism is on, as in the
-pipeline; --no-determinism measures without it (written to throughput-nondeterministic.json).
+the Keras cache holds it (else generated JPEGs of similar size). The project and the limit
+share one model and take turns every --block steps, so that their ratio holds on a busy
+host; old and tutorial each train their own. Prints images/s and the ratios, and writes
+benchmarks/results/throughput.json. Op determinism is on, as in the pipeline;
+--no-determinism measures without it (written to throughput-nondeterministic.json).
 """
 import argparse
 import json
@@ -105,6 +107,32 @@ def images_per_second(model, data, steps, batch_size):
     return steps * batch_size / (time.perf_counter() - start)
 
 
+def paired_images_per_second(model, datasets, steps, block, batch_size):
+    """{method: images/s} of one model's training step on each dataset, the methods taking
+    turns every `block` steps, so that a change in the machine's speed (other work on the
+    host) falls on all of them alike. Each turn starts with `block // 5` untimed steps: the
+    input's buffers, full after waiting, drain to their steady state before the clock runs."""
+    iterators = {method: iter(data) for method, data in datasets.items()}
+    model.make_train_function()
+
+    def train(method, count):
+        for _ in range(count):
+            logs = model.train_function(iterators[method])  # what fit() calls, step by step
+        float(logs["loss"])  # wait for the last step
+
+    seconds, turns = dict.fromkeys(datasets, 0.0), max(1, steps // block)
+    for method in datasets:
+        train(method, 3)  # tracing
+    for _ in range(turns):
+        for method in datasets:
+            train(method, max(1, block // 5))
+            start = time.perf_counter()
+            train(method, block)
+            seconds[method] += time.perf_counter() - start
+    return {method: turns * block * batch_size / value
+            for method, value in seconds.items()}
+
+
 def input_pipelines(params, folder, images, labels, steps):
     """{method: a function that returns its training data} for the four methods."""
     size, batch_size, seed, knobs = (params.model.image_size, params.train.batch_size,
@@ -142,7 +170,7 @@ def input_pipelines(params, folder, images, labels, steps):
     return {"limit": limit, "project": project, "old": old, "tutorial": tutorial}
 
 
-def measure(params, weights, pipelines, rounds, steps):
+def measure(params, weights, pipelines, rounds, steps, block):
     """({phase/method: best images/s}, {phase: each round's project / limit time ratio})."""
     knobs = params.augment
     tutorial_layers = keras.Sequential([
@@ -150,17 +178,23 @@ def measure(params, weights, pipelines, rounds, steps):
         keras.layers.RandomRotation(knobs.rotation_degrees / 360),
         keras.layers.RandomTranslation(knobs.shift_fraction, knobs.shift_fraction)])
     best, by_round = {}, {"head": [], "finetune": []}
-    # The machine's speed drifts: interleave the methods over rounds, keep each best.
+    # The machine's speed drifts: interleave the methods over rounds, keep each best; the
+    # project and the limit take turns on one model within a round, for their ratio.
     for round_ in range(rounds):
         for phase in by_round:
-            speed = {}
-            for method, data in pipelines.items():
+            print(f"round {round_ + 1}: {phase}: project and limit, in turns ...", flush=True)
+            speed = paired_images_per_second(
+                new_model(params, phase, weights),
+                {method: pipelines[method]() for method in ("project", "limit")},
+                steps, block, params.train.batch_size)
+            for method in ("old", "tutorial"):
                 print(f"round {round_ + 1}: {phase}: {method} ...", flush=True)
                 model = new_model(params, phase, weights,
                                   tutorial_layers if method == "tutorial" else None)
-                speed[method] = images_per_second(model, data(), steps,
+                speed[method] = images_per_second(model, pipelines[method](), steps,
                                                   params.train.batch_size)
-                best[f"{phase}/{method}"] = max(speed[method], best.get(f"{phase}/{method}", 0))
+            for method, value in speed.items():
+                best[f"{phase}/{method}"] = max(value, best.get(f"{phase}/{method}", 0))
             by_round[phase].append(round(speed["limit"] / speed["project"], 3))
     return best, by_round
 
@@ -192,6 +226,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of every measurement: each method's best is kept, and "
                              "each round's project / limit ratio")
+    parser.add_argument("--block", type=int, default=25,
+                        help="steps per turn when the project and the limit take turns")
     parser.add_argument("--no-determinism", action="store_true",
                         help="leave TF op determinism off (the pipeline turns it on)")
     args = parser.parse_args()
@@ -211,7 +247,8 @@ def main():
         print(f"{len(labels)} images: {source}; weights: {weights}; {os.cpu_count()} cores")
         pipelines = input_pipelines(params, folder, images, labels, args.steps)
         start = started()
-        best, by_round = measure(params, weights, pipelines, args.rounds, args.steps)
+        best, by_round = measure(params, weights, pipelines, args.rounds, args.steps,
+                                 args.block)
         # Other work on the host slows whole rounds: the state of the machine while it ran.
         state = while_it_ran(start)
 
@@ -219,7 +256,7 @@ def main():
     for name, speed in best.items():
         print(f"{name:34} {speed:9.1f}")
     report = {"setup": {"images": len(labels), "source": source, "weights": weights,
-                        "steps": args.steps, "rounds": args.rounds,
+                        "steps": args.steps, "rounds": args.rounds, "block": args.block,
                         "batch_size": params.train.batch_size, "image_size": size,
                         "backbone": params.model.backbone, "cores": os.cpu_count(),
                         "cpu": machine()["cpu"], "op_determinism": not args.no_determinism,
@@ -236,7 +273,8 @@ def markdown(report):
     """The docs' table: images/s per method and phase, and the epoch-time ratios."""
     setup, speed = report["setup"], report["images_per_second"]
     lines = [f"{setup['backbone']} {setup['image_size']} px, batch {setup['batch_size']}, "
-             f"{setup['steps']} steps (best of {setup['rounds']} rounds), "
+             f"{setup['steps']} steps (best of {setup['rounds']} rounds; project and limit "
+             f"in turns of {setup['block']} steps), "
              f"{setup['images']} {'real' if 'real' in setup['source'] else 'synthetic'} images, "
              f"{setup['cores']} cores ({setup['cpu']}), op determinism "
              f"{'on' if setup['op_determinism'] else 'off'}."

@@ -439,7 +439,7 @@ def speed_findings():
                                   for phase, rounds in by_round.items()),
         "limit_verdict": verdict_of({phase: max(rounds) for phase, rounds in by_round.items()},
                                     THROUGHPUT_GOAL_MAX["limit"]),
-        "limit_steadiness": steadiness(by_round),
+        "limit_steadiness": steadiness(by_round), "pairing": pairing(speed["setup"]),
         "limit_over_old": per_phase(limit_over_old), **epoch_profile_figures()})
 
 
@@ -452,6 +452,14 @@ def steadiness(by_round):
             f"work) means the machine's speed changed within that round: other work on the "
             f"host (the table's heading gives the busy and steal shares while it ran). These "
             f"rounds measure the host as much as the code.")
+
+
+def pairing(setup):
+    """How throughput.py timed the project against the limit (older runs: apart)."""
+    if "block" not in setup:
+        return ""
+    return (f" The two take turns on one model every {setup['block']} steps (each turn after a "
+            f"few untimed steps), so a change in the host's speed falls on both alike.")
 
 
 def epoch_profile_figures():
