@@ -455,9 +455,7 @@ def steadiness(by_round):
 
 
 def pairing(setup):
-    """How throughput.py timed the project against the limit (older runs: apart)."""
-    if "block" not in setup:
-        return ""
+    """How throughput.py timed the project against the limit."""
     return (f" The two take turns on one model every {setup['block']} steps (each turn after a "
             f"few untimed steps), so a change in the host's speed falls on both alike.")
 
