@@ -101,9 +101,13 @@ def write_artifact(model, backbone, classes, threshold, folder, representative_i
     (folder / paths.LABELS.name).write_text("".join(f"{name}\n" for name in classes))
     saved_model = folder / paths.SAVED_MODEL.name
     export_saved_model(model, description, saved_model)
-    (folder / paths.TFLITE_FLOAT32.name).write_bytes(convert_tflite(saved_model))
+    # One converter for both TFLite models (from_keras_model fails on Keras 3 models): each
+    # SavedModel it reads costs seconds.
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(saved_model), signature_keys=[serving.RESIZED_ENDPOINT])
+    (folder / paths.TFLITE_FLOAT32.name).write_bytes(converter.convert())
     (folder / paths.TFLITE_INT8.name).write_bytes(
-        convert_tflite(saved_model, representative_images))
+        quantized(converter, representative_images).convert())
 
 
 def format_metrics(probabilities, keras_probabilities, labels, threshold, path):
@@ -150,6 +154,10 @@ def export_saved_model(model, description, path):
     classes, size, threshold = (description[key] for key in ("classes", "image_size",
                                                                "threshold"))
 
+    pixels = tf.TensorSpec([None, size, size, 3], tf.uint8, "images")
+
+    # One tf.function that every endpoint calls: the model is traced, saved and loaded once.
+    @tf.function(input_signature=[pixels], autograph=False)
     def resized(images):  # (the graph's function names come from these functions' names)
         outputs = model(tf.cast(images, tf.float32), training=False)
         if outputs.shape[-1] == 1:  # one sigmoid unit: p(second class), as class_probabilities
@@ -175,7 +183,7 @@ def export_saved_model(model, description, path):
     for name, function, spec in [
             (serving.PIXELS_ENDPOINT, any_size, tf.TensorSpec([None, None, None, 3], tf.uint8, "images")),
             (serving.BYTES_ENDPOINT, encoded, tf.TensorSpec([None], tf.string, "images")),
-            (serving.RESIZED_ENDPOINT, resized, tf.TensorSpec([None, size, size, 3], tf.uint8, "images"))]:
+            (serving.RESIZED_ENDPOINT, resized, pixels)]:
         archive.add_endpoint(name, function, input_signature=[spec])
     _in_name_order(archive)
     archive.write_out(str(path), verbose=False)
@@ -197,18 +205,15 @@ def _in_name_order(archive):
     archive._filter_and_track_resources = listed_in_name_order
 
 
-def convert_tflite(saved_model, representative_images=None):
-    """TFLite bytes of `resized` (from_keras_model fails on Keras 3 models); int8 with
-    representative_images (calibrating ranges): uint8 pixels in, probabilities in 1/256 steps."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
-                                                         signature_keys=[serving.RESIZED_ENDPOINT])
-    if representative_images is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([im[None]] for im in representative_images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-    return converter.convert()
+def quantized(converter, representative_images):
+    """The TFLite converter set to int8, its ranges calibrated on representative_images:
+    uint8 pixels in, probabilities out in 1/256 steps."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([im[None]] for im in representative_images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    return converter
 
 
 def size_bytes(path):
