@@ -101,8 +101,8 @@ def write_artifact(model, backbone, classes, threshold, folder, representative_i
     (folder / paths.LABELS.name).write_text("".join(f"{name}\n" for name in classes))
     saved_model = folder / paths.SAVED_MODEL.name
     export_saved_model(model, description, saved_model)
-    # One converter for both TFLite models (from_keras_model fails on Keras 3 models): each
-    # SavedModel it reads costs seconds.
+    # From the SavedModel (from_keras_model fails on Keras 3 models), one converter for both:
+    # a converter reads the SavedModel when made and again per convert(), seconds each time.
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model), signature_keys=[serving.RESIZED_ENDPOINT])
     (folder / paths.TFLITE_FLOAT32.name).write_bytes(converter.convert())
