@@ -41,6 +41,7 @@ from pipeline_time import machine, started, while_it_ran  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "throughput.json"
 ZIP_NAME = "cats_and_dogs_filtered.zip"
 CLASSES = ("cats", "dogs")
+WARM_UP_STEPS = 3  # untimed steps first: the training step is traced on its first call
 
 
 def write_images(folder, per_class):
@@ -101,7 +102,7 @@ def new_model(params, phase, weights, augment_layers=None):
 
 def images_per_second(model, data, steps, batch_size):
     """Steady-state speed: a short warm-up fit (tracing), then `steps` timed steps."""
-    model.fit(data, steps_per_epoch=3, epochs=1, verbose=0)
+    model.fit(data, steps_per_epoch=WARM_UP_STEPS, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
     return steps * batch_size / (time.perf_counter() - start)
@@ -122,7 +123,7 @@ def paired_images_per_second(model, datasets, steps, block, batch_size):
 
     seconds, turns = dict.fromkeys(datasets, 0.0), max(1, steps // block)
     for method in datasets:
-        train(method, 3)  # tracing
+        train(method, WARM_UP_STEPS)
     for _ in range(turns):
         for method in datasets:
             train(method, max(1, block // 5))
