@@ -18,6 +18,7 @@ from catsdogs import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["catsdogs", "stages", "studies", "dvc.yaml", "params.yaml"]
+PLOTS_PAGE = "plots/page.html"  # .dvc/config's plots.html_template (relative to .dvc/)
 # Cats are reddish, dogs bluish: a signal even a randomly initialised network can pick up.
 CLASS_TINT = {"cats": (200, 60, 60), "dogs": (60, 60, 200)}
 
@@ -126,6 +127,11 @@ def make_project(repo, dataset, write_params):
     run(["git", "config", "user.email", "tests@example.com"], repo)
     run(["git", "config", "user.name", "tests"], repo)
     run([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    # The plots' template and page, as the committed .dvc/ has them (not its config: a
+    # developer's remote there is no test's business).
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
+    with open(repo / ".dvc/config", "a") as config:  # what `dvc config` writes, no process
+        config.write(f"[plots]\n    html_template = {PLOTS_PAGE}\n")
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "project"], repo)
     return repo
