@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from pipeline_time import started, while_it_ran
+# First: throughput puts the project on sys.path and imports catsdogs before TensorFlow.
+from throughput import RESULTS, imagenet_if_cached, new_model, train_images
+
 import keras
 import tensorflow as tf
-
-from pipeline_time import started, while_it_ran
-from throughput import RESULTS, imagenet_if_cached, new_model, train_images  # sys.path too
 
 from catsdogs import params as P
 from catsdogs.data import augmentation, train_dataset

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import catsdogs  # noqa: E402,F401  before TensorFlow: it drops TensorFlow's CUDA-probe lines
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

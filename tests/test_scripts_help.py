@@ -1,5 +1,6 @@
 """Every script under scripts/ and benchmarks/ answers --help with its usage and writes nothing
-(issue 22: `training_time.py --help` once rewrote three committed files)."""
+(issue 22: `training_time.py --help` once rewrote three committed files), and whichever loads
+TensorFlow does it after catsdogs, which drops its CUDA-probe lines."""
 import os
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def test_help_prints_usage_and_changes_no_file():
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, f"{script.name} --help: {err[-2000:]}"
         assert out.startswith("usage:"), f"{script.name} --help printed {out[:200]!r}"
+        assert "cudart_stub" not in err, f"{script.name}: TensorFlow before catsdogs:\n{err}"
     after = snapshot()
     changed = sorted(path for path in before.keys() | after.keys()
                      if before.get(path) != after.get(path))
