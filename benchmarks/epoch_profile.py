@@ -68,6 +68,14 @@ def step_parts(model):
     variables = model.trainable_variables
 
     @tf.function
+    def preprocess_only(x):
+        return preprocess(x)
+
+    @tf.function
+    def forward_only(x):
+        return model(x, training=True)
+
+    @tf.function
     def gradient(x, y):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(loss_fn(y[:, None], model(x, training=True)))
@@ -77,8 +85,7 @@ def step_parts(model):
     def train_step(x, y):
         optimizer.apply_gradients(zip(gradient(x, y), variables))
 
-    return (tf.function(lambda x: preprocess(x)), tf.function(lambda x: model(x, training=True)),
-            gradient, train_step)
+    return preprocess_only, forward_only, gradient, train_step
 
 
 def profile_phase(params, phase, weights, images, labels):
@@ -194,6 +201,13 @@ def markdown(reports):
     row("limit: model.fit on the same batches in memory",
         lambda phase: f"{phase['measured_seconds']['limit']:.2f}")
     row("epoch / limit", lambda phase: f"{phase['epoch_over_limit']:.2f}")
+    # Each part is the difference of two timings taken apart: their drift can exceed a part.
+    noise = -min(value for r in reports.values() for phase in r["phases"].values()
+                 for value in phase["parts_seconds"].values())
+    if noise > 0:
+        lines += ["", f"A negative part is timing noise: each part is the difference of two "
+                      f"timings over one epoch's batches, taken apart, and these drifted by up "
+                      f"to {noise:.2f} s here. A part smaller than that is not resolved."]
     # A busy host slows the parts unevenly: its state while each label ran, when recorded.
     states = {label: r["setup"].get("machine") for label, r in reports.items()}
     lines += ["", "The machine while each ran: " + "; ".join(
